@@ -1,0 +1,125 @@
+"""The hook: Django's MigrationExecutor, with states from the cache instead of replays.
+
+Two private methods of `MigrationExecutor` are replaced (see compat.py), so that `migrate`, any
+subclass of it, test-database creation and tools that drive the executor directly all go
+through statecache. With STATECACHE_ENABLED off they call Django's originals and nothing else.
+
+- `_create_project_state(with_applied_migrations=True)`: the state of the applied migrations,
+  which `migrate` builds on every run for `pre_migrate`, comes from the cache.
+- `_migrate_all_backwards`: each migration's pre-state comes from the cache; the registry handed
+  to `Migration.unapply` holds only the models its operations can reach (render.py); the
+  post-migrate state is the cached (or replayed, never rendered) state of what stays applied.
+
+The database work is Django's own `unapply_migration`. A failure inside statecache before any
+database work falls back to Django's original method; after it, to a plain replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db.migrations.executor import MigrationExecutor
+
+from . import compat, conf, render
+from .replay import StatePlan
+
+logger = logging.getLogger("statecache")
+
+
+def _say(executor: MigrationExecutor, message: str) -> None:
+    """Print at `migrate -v 2` and above (through the command's own progress callback)."""
+    logger.debug(message)
+    command = getattr(executor.progress_callback, "__self__", None)
+    if command is not None and getattr(command, "verbosity", 1) >= 2:
+        command.stdout.write("    statecache: " + message)
+
+
+def _full_plan(executor: MigrationExecutor) -> list:
+    return executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
+
+
+def _applied_keys(executor: MigrationExecutor) -> set[tuple[str, str]]:
+    nodes = executor.loader.graph.nodes
+    return {key for key in executor.loader.applied_migrations if key in nodes}
+
+
+def _describe(fetched) -> str:
+    if fetched.hit:
+        saved = max(fetched.cost - fetched.seconds, 0.0)
+        return f"hit, loaded in {fetched.seconds:.3f}s (about {saved:.3f}s of replay saved)"
+    return f"miss, replayed in {fetched.seconds:.3f}s and stored"
+
+
+def create_project_state(self: MigrationExecutor, with_applied_migrations: bool = False):
+    original = compat.original("_create_project_state")
+    if not with_applied_migrations or not conf.enabled():
+        return original(self, with_applied_migrations)
+    try:
+        plan = StatePlan(self.loader, _full_plan(self))
+        mask = plan.mask(_applied_keys(self))
+        end = len(plan.migrations)
+        fetched = plan.states_at(mask, [end])[end]
+    except Exception:
+        logger.exception("statecache: cannot build the applied state; using Django's")
+        return original(self, with_applied_migrations)
+    _say(self, f"state of the applied migrations: {_describe(fetched)}")
+    return fetched.state
+
+
+def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
+    original = compat.original("_migrate_all_backwards")
+    if not conf.enabled():
+        return original(self, plan, full_plan, fake)
+    # 1. Pre-states, and the registries to unapply with: no database work yet, so any problem
+    #    here can still hand the whole job to Django.
+    if self.progress_callback:
+        self.progress_callback("render_start")
+    try:
+        states_plan = StatePlan(self.loader, full_plan)
+        applied = _applied_keys(self)
+        mask = states_plan.mask(applied)
+        positions = {migration: states_plan.position(migration) for migration, _ in plan}
+        fetched = states_plan.states_at(mask, positions.values())
+        states = {migration: fetched[positions[migration]] for migration in positions}
+        rendered = {
+            migration: render.render(states[migration].state, migration) for migration in states
+        }
+    except Exception:
+        logger.exception("statecache: cannot prepare the backwards states; using Django's")
+        if self.progress_callback:
+            self.progress_callback("render_success")
+        return original(self, plan, full_plan, fake)
+    if self.progress_callback:
+        self.progress_callback("render_success")
+    for migration in states:
+        total = len(states[migration].state.models)
+        _say(
+            self,
+            f"{migration.app_label}.{migration.name}: pre-state {_describe(states[migration])}; "
+            f"rendered {rendered[migration]} of {total} models",
+        )
+
+    # 2. The database work: Django's own.
+    for migration, _ in plan:
+        self.unapply_migration(states[migration].state, migration, fake=fake)
+        applied.discard((migration.app_label, migration.name))
+
+    # 3. The post-migrate state, as Django builds it: the migrations applied before the last one
+    #    unapplied, then those still applied after it, in plan order.
+    last = states_plan.position(plan[-1][0])
+    still_applied = states_plan.mask(applied)
+    post_mask = [mask[i] if i < last else still_applied[i] for i in range(len(mask))]
+    end = len(states_plan.migrations)
+    started = time.perf_counter()
+    try:
+        post = states_plan.states_at(post_mask, [end])[end]
+    except Exception:
+        logger.exception("statecache: cannot store the post-migrate state; replaying it")
+        post_state = states_plan.empty()
+        for migration, include in zip(states_plan.migrations, post_mask, strict=True):
+            if include:
+                migration.mutate_state(post_state, preserve=False)
+        return post_state
+    _say(self, f"post-migrate state: {_describe(post)} in {time.perf_counter() - started:.3f}s")
+    return post.state

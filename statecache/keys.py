@@ -1,0 +1,138 @@
+"""What identifies a migration state.
+
+The state before node N, given the set A of applied migrations, is what Django gets by mutating
+`ProjectState(real_apps=unmigrated_apps)` with every migration of A that precedes N in the full
+plan, in plan order. So its key is a running hash over that sequence:
+
+    key_0 = xxh3_128("statecache" | store, codec and key versions | Django version
+                     | sorted unmigrated apps)
+    key_n = xxh3_128(key_(n-1) | fingerprint(m_n))     for each m_n of A, in plan order
+
+and the fingerprint of a migration is the xxh3-128 of its app label, name, class, and each
+operation's class and constructor arguments, encoded by deconstruction (values as they are at run
+time, so settings such as AUTH_USER_MODEL, migrations built in memory and MIGRATION_MODULES
+swaps are all seen). Operation and Migration classes defined outside Django also contribute the
+bytes of the source file that defines them: their `state_forwards` is code we cannot see through.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import weakref
+from collections.abc import Iterable, Sequence
+
+import django
+import xxhash
+from django.db.migrations import Migration
+
+from . import codec, store
+
+logger = logging.getLogger("statecache")
+
+KEY_VERSION = 1
+
+
+@functools.cache
+def _module_source_hash(module_name: str) -> bytes:
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return b"no-source:" + module_name.encode()
+    try:
+        with open(path, "rb") as handle:
+            return xxhash.xxh3_128_digest(handle.read())
+    except OSError:
+        return b"unreadable:" + module_name.encode()
+
+
+def _outside_django(cls: type) -> bool:
+    module = cls.__module__ or ""
+    return not (module == "django" or module.startswith("django."))
+
+
+def _code_hashes(migration: Migration) -> list[bytes]:
+    classes = {type(migration)}
+    stack = list(migration.operations)
+    while stack:
+        operation = stack.pop()
+        classes.add(type(operation))
+        for attr in ("state_operations", "database_operations"):
+            stack.extend(getattr(operation, attr, None) or ())
+    return sorted(
+        _module_source_hash(cls.__module__) for cls in classes if _outside_django(cls)
+    )
+
+
+def migration_fingerprint(migration: Migration) -> bytes | None:
+    try:
+        data = codec.fingerprint_bytes(
+            [
+                migration.app_label,
+                migration.name,
+                type(migration),
+                list(migration.operations),
+                _code_hashes(migration),
+            ]
+        )
+    except codec.Uncacheable as exc:
+        logger.info("statecache: %s.%s has no fingerprint: %s", migration.app_label,
+                    migration.name, exc)
+        return None
+    return xxhash.xxh3_128_digest(data)
+
+
+# Fingerprints are computed once per loader: the migrations of one loader do not change, and
+# computing them before any replay matters, since Django's RenameField mutates fields in place.
+_memo: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fingerprints(loader, migrations: Iterable[Migration]) -> dict[int, bytes | None]:
+    memo = _memo.setdefault(loader, {})
+    for migration in migrations:
+        if id(migration) not in memo:
+            memo[id(migration)] = (migration, migration_fingerprint(migration))
+    return {ident: fp for ident, (_, fp) in memo.items()}
+
+
+def base_key(unmigrated_apps: Iterable[str]) -> bytes:
+    parts = [
+        b"statecache",
+        f"store{store.STORE_VERSION}.codec{codec.CODEC_VERSION}.key{KEY_VERSION}".encode(),
+        django.get_version().encode(),
+        "\0".join(sorted(unmigrated_apps)).encode(),
+    ]
+    return xxhash.xxh3_128_digest(b"\x00".join(parts))
+
+
+def step(key: bytes | None, fingerprint: bytes | None) -> bytes | None:
+    if key is None or fingerprint is None:
+        return None
+    return xxhash.xxh3_128_digest(key + fingerprint)
+
+
+class PlanKeys:
+    """Keys along the full plan for one loader: `pre(i, applied)` and `after(applied)`."""
+
+    def __init__(self, loader, full_plan: Sequence[tuple[Migration, bool]]) -> None:
+        self.loader = loader
+        self.migrations = [migration for migration, _ in full_plan]
+        self.index = {(m.app_label, m.name): i for i, m in enumerate(self.migrations)}
+        fps = fingerprints(loader, self.migrations)
+        self.fps = [fps[id(m)] for m in self.migrations]
+        self.base = base_key(loader.unmigrated_apps)
+
+    def running(self, included: Sequence[bool]) -> list[bytes | None]:
+        """keys[i] is the key before migration i; keys[len] the key after the whole plan."""
+        keys: list[bytes | None] = [self.base]
+        key: bytes | None = self.base
+        for fp, include in zip(self.fps, included):
+            if include:
+                key = step(key, fp)
+            keys.append(key)
+        return keys
+
+    def included(self, applied: Iterable[tuple[str, str]]) -> list[bool]:
+        applied = set(applied)
+        return [(m.app_label, m.name) in applied for m in self.migrations]

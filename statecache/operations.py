@@ -1,0 +1,152 @@
+"""Which models a migration operation names, and which operations we can see through.
+
+Only Django's own operation classes (the exact classes, not subclasses) are understood; for any
+other class, and for RunPython (its code may use any model), the answer is None: "could be
+anything", and callers then do what Django does with the whole project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from django.db import models
+from django.db.migrations import operations as ops
+from django.db.migrations.utils import resolve_relation
+
+ModelKey = tuple[str, str]
+
+# Operation classes that name their model with `name` / `model_name`; getattr keeps this list
+# valid on every supported Django (AlterConstraint exists from 5.2 on).
+_BY_NAME = {
+    getattr(ops, name)
+    for name in (
+        "CreateModel",
+        "DeleteModel",
+        "AlterModelTable",
+        "AlterModelTableComment",
+        "AlterUniqueTogether",
+        "AlterIndexTogether",
+        "AlterOrderWithRespectTo",
+        "AlterModelOptions",
+        "AlterModelManagers",
+    )
+    if hasattr(ops, name)
+}
+_BY_MODEL_NAME = {
+    getattr(ops, name)
+    for name in (
+        "AddField",
+        "RemoveField",
+        "AlterField",
+        "RenameField",
+        "AddIndex",
+        "RemoveIndex",
+        "RenameIndex",
+        "AddConstraint",
+        "RemoveConstraint",
+        "AlterConstraint",
+    )
+    if hasattr(ops, name)
+}
+# Operations whose state change reaches into the models that reference theirs.
+RENAMES = {ops.RenameModel, ops.RenameField}
+
+
+def _state_operations(operation) -> list | None:
+    """The operations that make up a wrapper's state change; None if it is not a wrapper."""
+    if type(operation) in (ops.RunSQL, ops.SeparateDatabaseAndState):
+        return list(operation.state_operations)
+    return None
+
+
+def flatten(operations: Iterable) -> Iterator:
+    """Operations with the state parts of RunSQL and SeparateDatabaseAndState spelled out."""
+    for operation in operations:
+        inner = _state_operations(operation)
+        if inner is None:
+            yield operation
+        else:
+            yield from flatten(inner)
+
+
+def named_models(operation, app_label: str) -> set[ModelKey] | None:
+    """The models an operation names (both names of a RenameModel); None if it is opaque."""
+    kind = type(operation)
+    if kind in _BY_NAME:
+        return {(app_label, operation.name_lower)}
+    if kind in _BY_MODEL_NAME:
+        return {(app_label, operation.model_name_lower)}
+    if kind is ops.RenameModel:
+        return {(app_label, operation.old_name_lower), (app_label, operation.new_name_lower)}
+    return None
+
+
+def state_scope(operation, app_label: str) -> tuple[set[ModelKey], bool] | None:
+    """The models whose state an operation may change, and whether models referencing them
+    may change too (renames repoint them). None: it may change anything."""
+    found: set[ModelKey] = set()
+    renames = False
+    for inner in flatten([operation]):
+        if type(inner) is ops.RunPython or type(inner) is ops.RunSQL:
+            continue  # no state change (RunSQL's state_operations were flattened)
+        keys = named_models(inner, app_label)
+        if keys is None:
+            return None
+        found |= keys
+        renames = renames or type(inner) in RENAMES
+    return found, renames
+
+
+def field_targets(field, app_label: str, model_name: str) -> set[ModelKey]:
+    """The models a field points to: its target and its explicit through model."""
+    targets: set[ModelKey] = set()
+    remote = getattr(field, "remote_field", None)
+    if remote is None:
+        return targets
+    for value in (remote.model, getattr(remote, "through", None)):
+        if value is None:
+            continue
+        targets.add(resolve_relation(value, app_label, model_name))
+    return targets
+
+
+def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
+    keys: set[ModelKey] = set()
+    for base in bases:
+        if isinstance(base, str):
+            keys.add(resolve_relation(base, app_label))
+        elif isinstance(base, type) and issubclass(base, models.Model) and base is not models.Model:
+            if not base._meta.abstract:
+                keys.add((base._meta.app_label, base._meta.model_name))
+    return keys
+
+
+def referenced_models(operation, app_label: str) -> set[ModelKey]:
+    """Models an operation's own content points to (field targets, bases of a CreateModel)."""
+    found: set[ModelKey] = set()
+    for inner in flatten([operation]):
+        kind = type(inner)
+        if kind is ops.CreateModel:
+            for _, field in inner.fields:
+                found |= field_targets(field, app_label, inner.name_lower)
+            found |= base_keys(inner.bases or (), app_label)
+        elif kind in (ops.AddField, ops.AlterField):
+            found |= field_targets(inner.field, app_label, inner.model_name_lower)
+    return found
+
+
+def migration_models(migration) -> set[ModelKey] | None:
+    """Every model a migration's operations name or point to.
+
+    None when Django's database side could reach any model: RunPython, RunSQL with state
+    operations, SeparateDatabaseAndState and any operation class outside Django.
+    """
+    found: set[ModelKey] = set()
+    for operation in migration.operations:
+        if type(operation) is ops.RunSQL and not operation.state_operations:
+            continue
+        keys = named_models(operation, migration.app_label)
+        if keys is None:
+            return None
+        found |= keys | referenced_models(operation, migration.app_label)
+    return found

@@ -1,0 +1,183 @@
+"""States along the migration plan: loaded from the cache, or replayed (never rendered) and stored.
+
+`StatePlan` wraps one loader and its full plan. A position p in the plan means "before
+migration p" (p == len(plan): after all of it); which migrations count as applied is a mask over
+the plan. Everything Django does to build these states is Django's own `Migration.mutate_state`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db.migrations.state import ProjectState
+
+from . import conf, operations
+from .keys import PlanKeys
+from .snapshots import Snapshot, Snapshots
+from .store import Store
+
+logger = logging.getLogger("statecache")
+
+_snapshots: dict[str, Snapshots] = {}
+
+
+def snapshots() -> Snapshots:
+    """One Snapshots per cache directory and process (it memoizes resolved manifests)."""
+    directory = str(conf.cache_dir())
+    if directory not in _snapshots:
+        _snapshots[directory] = Snapshots(Store(directory))
+    return _snapshots[directory]
+
+
+@dataclass
+class Fetched:
+    state: ProjectState
+    hit: bool
+    seconds: float  # spent here, loading or replaying
+    cost: float  # what replaying it from scratch cost when it was computed
+
+
+class StatePlan:
+    def __init__(self, loader, full_plan: Sequence, cache: Snapshots | None = None) -> None:
+        self.loader = loader
+        self.keys = PlanKeys(loader, full_plan)
+        self.migrations = self.keys.migrations
+        self.cache = cache or snapshots()
+
+    def empty(self) -> ProjectState:
+        return ProjectState(real_apps=self.loader.unmigrated_apps)
+
+    def mask(self, applied: Iterable[tuple[str, str]]) -> list[bool]:
+        return self.keys.included(applied)
+
+    def position(self, migration) -> int:
+        return self.keys.index[(migration.app_label, migration.name)]
+
+    def _nearest_cached(
+        self, keys: Sequence[bytes | None], below: int
+    ) -> tuple[int, ProjectState, float]:
+        """The latest position < `below` whose state the cache has (else the empty state)."""
+        checked: set[bytes] = set()
+        for q in range(below, -1, -1):
+            key = keys[q]
+            if key is None:
+                break  # nothing before an unfingerprintable migration is keyed either
+            if key in checked:
+                continue
+            checked.add(key)
+            if self.cache.store.has_ref(key):
+                loaded = self.cache.load(key, self.loader.unmigrated_apps)
+                if loaded is not None:
+                    return q, loaded[0], loaded[1]
+        return 0, self.empty(), 0.0
+
+    def states_at(
+        self, mask: Sequence[bool], positions: Iterable[int], *, store: bool = True
+    ) -> dict[int, Fetched]:
+        """The states at `positions` under `mask`, each its own object."""
+        keys = self.keys.running(mask)
+        result: dict[int, Fetched] = {}
+        current: ProjectState | None = None
+        current_pos = 0
+        current_cost = 0.0
+        for p in sorted(set(positions)):
+            started = time.perf_counter()
+            key = keys[p]
+            if key is not None:
+                loaded = self.cache.load(key, self.loader.unmigrated_apps)
+                if loaded is not None:
+                    self.cache.stats.hits += 1
+                    result[p] = Fetched(loaded[0], True, time.perf_counter() - started, loaded[1])
+                    continue
+                self.cache.stats.misses += 1
+            if current is None or current_pos > p:
+                current_pos, current, current_cost = (
+                    self._nearest_cached(keys, p) if key is not None else (0, self.empty(), 0.0)
+                )
+            replay_started = time.perf_counter()
+            for i in range(current_pos, p):
+                if mask[i]:
+                    self.migrations[i].mutate_state(current, preserve=False)
+            current_cost += time.perf_counter() - replay_started
+            current_pos = p
+            state = current.clone()
+            if store and key is not None:
+                self.cache.save(key, state, cost=current_cost)
+            result[p] = Fetched(state, False, time.perf_counter() - started, current_cost)
+        return result
+
+    def warm(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Store the state before every node of the plan, all of it applied, in one replay."""
+        mask = [True] * len(self.migrations)
+        keys = self.keys.running(mask)
+        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
+        missing = [
+            p for p, key in enumerate(keys) if key is not None and not self.cache.store.has_ref(key)
+        ]
+        counts["uncacheable"] = sum(1 for key in keys if key is None)
+        counts["cached"] = len(keys) - len(missing) - counts["uncacheable"]
+        if not missing:
+            return counts
+        start, state, cost = self._nearest_cached(keys, missing[0])
+        base: Snapshot | None = self.cache.snapshot_of(keys[start])
+        missing_set = set(missing)
+        # Names of the models changed since `base`; None: encode every model again.
+        changed: set[str] | None = set() if base is not None else None
+        state.relations  # noqa: B018 - kept up to date by the operations from here on
+        for p in range(start, len(keys)):
+            if p in missing_set:
+                snapshot = self.cache.save(keys[p], state, cost=cost, base=base, changed=changed)
+                if snapshot is None:
+                    counts["uncacheable"] += 1
+                    base, changed = None, None
+                else:
+                    counts["computed"] += 1
+                    base, changed = snapshot, set()
+                if progress:
+                    progress(counts["computed"], len(missing))
+            if p == len(self.migrations) or keys[p + 1] is None:
+                break
+            migration = self.migrations[p]
+            started = time.perf_counter()
+            scope = _scope_before(migration, state)
+            migration.mutate_state(state, preserve=False)
+            cost += time.perf_counter() - started
+            if changed is not None:
+                if scope is None:
+                    changed = None
+                else:
+                    changed |= scope | _rename_referrers(migration, state)
+        return counts
+
+
+def _keys_to_names(keys: Iterable[tuple[str, str]]) -> set[str]:
+    return {f"{app_label}.{model_name}" for app_label, model_name in keys}
+
+
+def _scope_before(migration, state: ProjectState) -> set[str] | None:
+    """Model names a migration may change, seen before it runs (None: any model)."""
+    found: set[tuple[str, str]] = set()
+    for operation in migration.operations:
+        scope = operations.state_scope(operation, migration.app_label)
+        if scope is None:
+            return None
+        found |= scope[0]
+    return _keys_to_names(found) | _rename_referrers(migration, state)
+
+
+def _rename_referrers(migration, state: ProjectState) -> set[str]:
+    """Models that reference what a renaming operation names: renames repoint their fields.
+
+    Called before and after the migration runs, to see the references under both names.
+    """
+    found: set[tuple[str, str]] = set()
+    for operation in migration.operations:
+        scope = operations.state_scope(operation, migration.app_label)
+        if scope is None or not scope[1]:
+            continue
+        for key in scope[0]:
+            found |= set(state.relations.get(key, {}))
+    return _keys_to_names(found)

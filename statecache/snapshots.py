@@ -1,0 +1,207 @@
+"""Whole ProjectStates in the store: one manifest per state, one blob per ModelState.
+
+A manifest lists (model key, blob hash) in the order of `ProjectState.models` (the order models
+are rendered in, which decides for instance the order in which content types are created). It is
+either complete or a delta on a base manifest (changed and added entries, removed keys); a chain
+of deltas is cut by a complete manifest every MAX_DEPTH links, as git limits its delta chains.
+States that share models share their blobs, so thousands of snapshots cost little more than the
+models that really changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import msgpack
+from django.db.migrations.state import ModelState, ProjectState
+
+from . import codec
+from .store import BLOB, MANIFEST, Store, object_hash
+
+logger = logging.getLogger("statecache")
+
+MAX_DEPTH = 32
+Entries = dict[str, bytes]  # "app_label.model_name" -> blob hash, in model order
+
+
+def model_key(state: ModelState) -> str:
+    return f"{state.app_label}.{state.name_lower}"
+
+
+@dataclass
+class Stats:
+    hits: int = 0
+    misses: int = 0
+    written: int = 0
+    uncacheable: int = 0
+    blobs_written: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    """What a write produced: the manifest and its resolved entries (to base the next delta on)."""
+
+    digest: bytes
+    entries: Entries
+    depth: int
+
+
+class Snapshots:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.stats = Stats()
+        self._manifests: dict[bytes, tuple[Entries, int]] = {}
+
+    # -- manifests -----------------------------------------------------------------------------
+
+    def read_manifest(self, digest: bytes) -> tuple[Entries, int] | None:
+        """The entries of a manifest (deltas applied) and its depth in its delta chain."""
+        cached = self._manifests.get(digest)
+        if cached is not None:
+            return cached
+        chain: list[tuple[list, list]] = []
+        depth = None
+        current: bytes | None = digest
+        entries: Entries = {}
+        while current is not None:
+            known = self._manifests.get(current)
+            if known is not None:
+                entries = dict(known[0])
+                break
+            payload = self.store.get_object(current, MANIFEST)
+            if payload is None:
+                return None
+            try:
+                base, link_depth, updates, removed = msgpack.unpackb(payload, raw=False)
+            except Exception:
+                logger.warning("statecache: unreadable manifest %s", current.hex())
+                return None
+            if depth is None:
+                depth = link_depth
+            chain.append((updates, removed))
+            current = base
+            if len(chain) > MAX_DEPTH + 1:
+                logger.warning("statecache: manifest chain too long at %s", digest.hex())
+                return None
+        for updates, removed in reversed(chain):
+            for key in removed:
+                entries.pop(key, None)
+            for key, blob in updates:
+                entries[key] = blob
+        self._manifests[digest] = (entries, depth or 0)
+        return self._manifests[digest]
+
+    def write_manifest(self, entries: Entries, base: Snapshot | None) -> Snapshot | None:
+        if base is not None and base.depth < MAX_DEPTH:
+            survivors = [key for key in base.entries if key in entries]
+            added = [key for key in entries if key not in base.entries]
+            if list(entries) == survivors + added:
+                updates = [
+                    [key, blob] for key, blob in entries.items() if base.entries.get(key) != blob
+                ]
+                removed = sorted(set(base.entries) - set(entries))
+                payload = msgpack.packb(
+                    [base.digest, base.depth + 1, updates, removed], use_bin_type=True
+                )
+                depth = base.depth + 1
+                return self._put_manifest(payload, entries, depth)
+        payload = msgpack.packb([None, 0, [[k, b] for k, b in entries.items()], []], use_bin_type=True)
+        return self._put_manifest(payload, entries, 0)
+
+    def _put_manifest(self, payload: bytes, entries: Entries, depth: int) -> Snapshot | None:
+        digest, _ = self.store.put_object(MANIFEST, payload)
+        if not self.store.has_object(digest):
+            return None
+        self._manifests[digest] = (dict(entries), depth)
+        return Snapshot(digest, dict(entries), depth)
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    def put_model(self, state: ModelState) -> bytes | None:
+        """Store one ModelState; None if it cannot be encoded exactly (or written)."""
+        try:
+            data = codec.encode_model_state(state, check=False)
+            digest = object_hash(BLOB + data)
+            if self.store.has_object(digest):
+                return digest
+            # New bytes: prove the exact round trip before anyone can read them.
+            codec.encode_model_state(state, check=True)
+        except codec.Uncacheable as exc:
+            self._uncacheable(state, exc)
+            return None
+        digest, new = self.store.put_object(BLOB, data)
+        self.stats.blobs_written += new
+        return digest if new or self.store.has_object(digest) else None
+
+    def _uncacheable(self, state: ModelState, exc: Exception) -> None:
+        self.stats.uncacheable += 1
+        logger.info("statecache: %s is uncacheable: %s", model_key(state), exc)
+
+    # -- whole states --------------------------------------------------------------------------
+
+    def save(
+        self,
+        key: bytes,
+        state: ProjectState,
+        *,
+        cost: float = 0.0,
+        base: Snapshot | None = None,
+        changed: set[str] | None = None,
+    ) -> Snapshot | None:
+        """Store `state` under `key`. With `base` and `changed`, only the models named in
+        `changed` (or absent from the base) are encoded again."""
+        entries: Entries = {}
+        for (app_label, model_name), model_state in state.models.items():
+            name = f"{app_label}.{model_name}"
+            blob = None
+            if base is not None and changed is not None and name not in changed:
+                blob = base.entries.get(name)
+            if blob is None:
+                blob = self.put_model(model_state)
+                if blob is None:
+                    return None
+            entries[name] = blob
+        snapshot = self.write_manifest(entries, base)
+        if snapshot is None:
+            return None
+        if self.store.set_ref(key, snapshot.digest, cost):
+            self.stats.written += 1
+        return snapshot
+
+    def load(self, key: bytes, real_apps: set[str]) -> tuple[ProjectState, float] | None:
+        """The state stored under `key` and what it cost to compute, or None."""
+        ref = self.store.get_ref(key)
+        if ref is None:
+            return None
+        target, cost = ref
+        resolved = self.read_manifest(target)
+        if resolved is None:
+            return None
+        models = {}
+        for name, blob in resolved[0].items():
+            data = self.store.get_object(blob, BLOB)
+            if data is None:
+                return None
+            try:
+                model_state = codec.decode_model_state(data)
+            except Exception as exc:
+                logger.warning("statecache: cannot decode %s (%s): treating as a miss", name, exc)
+                return None
+            if model_key(model_state) != name:
+                logger.warning("statecache: blob %s is not %s", blob.hex(), name)
+                return None
+            models[(model_state.app_label, model_state.name_lower)] = model_state
+        return ProjectState(models=models, real_apps=set(real_apps)), cost
+
+    def snapshot_of(self, key: bytes) -> Snapshot | None:
+        """The manifest behind a key, to base deltas on without decoding the models."""
+        ref = self.store.get_ref(key)
+        if ref is None:
+            return None
+        resolved = self.read_manifest(ref[0])
+        if resolved is None:
+            return None
+        return Snapshot(ref[0], dict(resolved[0]), resolved[1])
+
