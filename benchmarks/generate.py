@@ -215,8 +215,9 @@ class Generator:
 
         name = self.fresh("Model")
         spec = ModelSpec(app, name)
+        # Bases from the same app only: cross-app bases make models.py imports circular.
         candidates = [
-            m for m in self.app_models(app) + list(self.models.values())
+            m for m in self.app_models(app)
             if m.proxy_of is None and not m.is_through and m.parent is None
         ]
         roll = self.rng.random()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db.migrations.state import ProjectState
+from django.db.migrations.utils import get_references
 
 from . import conf, operations
 from .keys import PlanKeys
@@ -126,7 +127,6 @@ class StatePlan:
         missing_set = set(missing)
         # Names of the models changed since `base`; None: encode every model again.
         changed: set[str] | None = set() if base is not None else None
-        state.relations  # noqa: B018 - kept up to date by the operations from here on
         for p in range(start, len(keys)):
             if p in missing_set:
                 snapshot = self.cache.save(keys[p], state, cost=cost, base=base, changed=changed)
@@ -171,7 +171,10 @@ def _scope_before(migration, state: ProjectState) -> set[str] | None:
 def _rename_referrers(migration, state: ProjectState) -> set[str]:
     """Models that reference what a renaming operation names: renames repoint their fields.
 
-    Called before and after the migration runs, to see the references under both names.
+    Called before and after the migration runs, to see the references under both names. This
+    scans with Django's get_references rather than `state.relations`: resolving the relations
+    would change how later AlterFields order a model's fields (ProjectState.alter_field moves
+    the field to the end once relations exist), and so the column order of rebuilt tables.
     """
     found: set[tuple[str, str]] = set()
     for operation in migration.operations:
@@ -179,5 +182,6 @@ def _rename_referrers(migration, state: ProjectState) -> set[str]:
         if scope is None or not scope[1]:
             continue
         for key in scope[0]:
-            found |= set(state.relations.get(key, {}))
+            for model_state, *_ in get_references(state, key):
+                found.add((model_state.app_label, model_state.name_lower))
     return _keys_to_names(found)
