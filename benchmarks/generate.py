@@ -54,6 +54,7 @@ class FieldSpec:
     target: str | None = None  # "app.Model" for relations
     through: str | None = None
     locked: bool = False  # used by an index/constraint/together: never renamed or removed
+    to_field: str | None = None
 
 
 @dataclass
@@ -77,8 +78,13 @@ class ModelSpec:
 
 
 class Generator:
-    def __init__(self, apps: int, models: int, migrations: int, seed: int) -> None:
+    def __init__(
+        self, apps: int, models: int, migrations: int, seed: int, stress: bool = False
+    ) -> None:
         self.rng = random.Random(seed)
+        # stress: far more of the operations that reach into other models (primary key and
+        # referenced-column changes, renames), for tests; the default mix is for benchmarks.
+        self.stress = stress
         self.n_apps = max(apps, 1)
         self.n_models = max(models, self.n_apps)
         self.n_migrations = max(migrations, self.n_models // 2 + self.n_apps + 1)
@@ -119,7 +125,8 @@ class Generator:
 
     def scalar_field(self) -> FieldSpec:
         kind = self.rng.choice(
-            ["char", "char", "int", "int", "bool", "dec", "dt", "date", "upper", "uuid", "text"]
+            ["char", "char", "int", "int", "bool", "dec", "dt", "date", "upper", "uuid", "text",
+             "code"]
         )
         args = {
             "char": {"max_length": self.rng.choice([20, 50, 100]), "default": ""},
@@ -131,6 +138,7 @@ class Generator:
             "date": {"default": datetime.date(2020, 1, 1)},
             "uuid": {"default": "uuid4", "editable": False},
             "text": {"blank": True, "default": ""},
+            "code": {"max_length": 20, "unique": True, "null": True},
         }[kind]
         return FieldSpec(kind, dict(args))
 
@@ -144,6 +152,13 @@ class Generator:
         if not candidates:
             return None
         target = self.rng.choice(candidates)
+        codes = [n for n, f in target.fields.items() if f.kind == "code"]
+        if roll < (0.85 if self.stress else 0.55) and codes:
+            # A foreign key to a unique non-primary-key column.
+            name = self.rng.choice(codes)
+            target.fields[name].locked = True
+            return FieldSpec("fk", {"null": True, "on_delete": "CASCADE"}, target=target.label,
+                             to_field=name)
         if roll < 0.85:
             kind = self.rng.choice(["fk", "fk", "fk", "o2o"])
             on_delete = self.rng.choice(["CASCADE", "PROTECT", "SET_NULL"])
@@ -177,6 +192,8 @@ class Generator:
                 args.pop("null", None)
                 args["null"] = True
             cls = models.ForeignKey if spec.kind == "fk" else models.OneToOneField
+            if spec.to_field:
+                args["to_field"] = spec.to_field
             return cls(to=target, on_delete=on_delete, related_name=related_name, **args)
         if spec.kind == "m2m":
             if spec.through:
@@ -191,10 +208,9 @@ class Generator:
                 primary_key=True,
                 serialize=False,
             )
-        if spec.kind == "id":
-            return models.BigAutoField(
-                auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-            )
+        if spec.kind in ("id", "id32"):
+            cls = models.BigAutoField if spec.kind == "id" else models.AutoField
+            return cls(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")
         cls = {
             "char": models.CharField,
             "upper": custom_fields.UpperCharField,
@@ -205,6 +221,7 @@ class Generator:
             "date": models.DateField,
             "uuid": models.UUIDField,
             "text": models.TextField,
+            "code": models.CharField,
         }[spec.kind]
         return cls(**args)
 
@@ -243,6 +260,10 @@ class Generator:
             spec.fields["id"] = FieldSpec("id", {}, locked=True)
         for _ in range(self.rng.randint(1, 5)):
             spec.fields[self.fresh("f")] = self.scalar_field()
+        if self.stress and self.rng.random() < 0.6:
+            spec.fields[self.fresh("code")] = FieldSpec(
+                "code", {"max_length": 20, "unique": True, "null": True}
+            )
         if self.rng.random() < 0.5:
             relation = self.relation_field(app)
             if relation and relation.kind != "m2m":
@@ -323,12 +344,13 @@ class Generator:
         model = self.pick_model(app)
         if model is None:
             return []
-        names = self.free_fields(model, ("char", "int", "text", "upper", "fk"))
+        names = [n for n, f in model.fields.items() if f.kind == "code"]
+        names += self.free_fields(model, ("char", "int", "text", "upper", "fk"))
         if not names:
             return []
         name = self.rng.choice(names)
         spec = model.fields[name]
-        if spec.kind == "char":
+        if spec.kind in ("char", "code"):
             spec.args["max_length"] = self.rng.choice([30, 60, 120, 200])
         elif spec.kind == "int":
             spec.args["default"] = self.rng.randint(0, 99)
@@ -341,6 +363,25 @@ class Generator:
             migrations.AlterField(
                 model_name=model.name.lower(), name=name,
                 field=self.django_field(name, spec, model),
+            )
+        ]
+
+    def op_alter_pk(self, app: str) -> list:
+        """Switch a primary key between AutoField and BigAutoField (DEFAULT_AUTO_FIELD changes
+        do this): every column that references it changes too."""
+        from django.db import migrations
+
+        models_with_id = [m for m in self.app_models(app) if m.fields.get("id") and not m.is_through]
+        if not models_with_id:
+            return []
+        referenced = [m for m in models_with_id if self.referenced(m.label)]
+        model = self.rng.choice(referenced or models_with_id)
+        spec = model.fields["id"]
+        spec.kind = "id32" if spec.kind == "id" else "id"
+        return [
+            migrations.AlterField(
+                model_name=model.name.lower(), name="id",
+                field=self.django_field("id", spec, model),
             )
         ]
 
@@ -582,11 +623,12 @@ class Generator:
             (self.op_add_field, 20),
             (self.op_alter_field, 14),
             (self.op_rename_field, 5),
+            (self.op_alter_pk, 12 if self.stress else 2),
             (self.op_remove_field, 5),
             (self.op_index, 6),
             (self.op_constraint, 5),
             (self.op_options, 5),
-            (self.op_rename_model, 1),
+            (self.op_rename_model, 6 if self.stress else 1),
             (self.op_delete_model, 1),
             (self.op_run_python, 4),
             (self.op_run_sql, 2),
@@ -694,6 +736,10 @@ class Generator:
             lines.append(f"class {model.name}({base}):")
             for name, spec in model.fields.items():
                 if spec.kind in ("ptr", "id"):
+                    continue
+                if spec.kind == "id32":
+                    lines.append("    id = models.AutoField(auto_created=True, primary_key=True, "
+                                 "serialize=False, verbose_name='ID')")
                     continue
                 text, field_imports = MigrationWriter.serialize(
                     self.django_field(name, spec, model)
@@ -876,12 +922,20 @@ class User(AbstractUser):
 '''
 
 
-def generate(out: Path, apps: int, models: int, migrations: int, seed: int, squash: bool = True):
+def generate(
+    out: Path,
+    apps: int,
+    models: int,
+    migrations: int,
+    seed: int,
+    squash: bool = True,
+    stress: bool = False,
+):
     _configure()
     # genlib is imported as a top-level package, as the generated project imports it.
     if str(GENLIB.parent) not in sys.path:
         sys.path.insert(0, str(GENLIB.parent))
-    gen = Generator(apps, models, migrations, seed)
+    gen = Generator(apps, models, migrations, seed, stress=stress)
     gen.build()
     gen.write(Path(out), squash=squash)
     return gen
@@ -896,12 +950,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--migrations", type=int)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-squash", action="store_true")
+    parser.add_argument("--stress", action="store_true", help="more cross-model operations")
     args = parser.parse_args(argv)
     size = dict(SIZES[args.size or "small"])
     for name in ("apps", "models", "migrations"):
         if getattr(args, name):
             size[name] = getattr(args, name)
-    gen = generate(args.out, seed=args.seed, squash=not args.no_squash, **size)
+    gen = generate(
+        args.out, seed=args.seed, squash=not args.no_squash, stress=args.stress, **size
+    )
     total = sum(len(h) for h in gen.history.values())
     print(f"generated {len(gen.apps) + 1} apps, {len(gen.models) + 1} models, "
           f"{total} migrations in {args.out}")

@@ -1,0 +1,119 @@
+"""The central test: the same migrate commands with and without statecache, compared.
+
+Each scenario is a generated project (seeded: models across apps, FKs to a hub model and to
+a swappable custom user model, MTI, proxies, M2M with explicit through models, a custom field
+class, callable defaults, RunPython and RunSQL, renames, a squashed migration) and a sequence
+of `migrate` commands (forwards, one step back, several steps back, `app zero`, forwards again,
+back again). Every command runs in its own process, three times: vanilla Django, statecache
+starting from an empty cache, statecache after `statecache warm`. Everything observable must be
+identical: output, errors, schema (sqlite_master and pragmas), the rows of django_migrations,
+django_content_type and auth_permission, the states handed to pre_migrate and post_migrate, and
+the state MigrationExecutor.migrate returns.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.projects import (
+    app_migrations,
+    environment,
+    generate,
+    manage,
+    observe,
+    observe_all,
+    scenario,
+    walk,
+)
+
+SCENARIOS = [
+    # seed, apps, models, migrations
+    (11, 3, 12, 45),
+    (12, 4, 18, 70),
+    (13, 5, 25, 90),
+    (14, 3, 16, 60),
+    (15, 6, 30, 110),
+    (16, 4, 20, 80),
+]
+
+OBSERVED = ("error", "stdout", "schema", "rows", "signals", "returned")
+
+
+def first_difference(expected, actual, path="") -> str:
+    if type(expected) is not type(actual):
+        return f"{path}: {expected!r:.300} != {actual!r:.300}"
+    if isinstance(expected, dict):
+        for key in sorted(set(expected) | set(actual), key=str):
+            if expected.get(key) != actual.get(key):
+                return first_difference(expected.get(key), actual.get(key), f"{path}.{key}")
+    if isinstance(expected, list):
+        for index, (a, b) in enumerate(zip(expected, actual)):
+            if a != b:
+                return first_difference(a, b, f"{path}[{index}]")
+        if len(expected) != len(actual):
+            return f"{path}: {len(expected)} items != {len(actual)} items"
+    return f"{path}: {json.dumps(expected)[:300]} != {json.dumps(actual)[:300]}"
+
+
+def assert_same(expected: dict, actual: dict, what: str) -> None:
+    for key in OBSERVED:
+        if expected[key] != actual[key]:
+            pytest.fail(f"{what}: {first_difference(expected[key], actual[key], key)}")
+
+
+@pytest.fixture(scope="session")
+def projects(tmp_path_factory):
+    base = tmp_path_factory.mktemp("projects")
+
+    def get(seed, apps, models, migrations):
+        return generate(base / f"p{seed}", seed, apps, models, migrations)
+
+    return get
+
+
+@pytest.mark.parametrize("seed,apps,models,migrations", SCENARIOS)
+def test_migrate_matches_vanilla(projects, tmp_path, seed, apps, models, migrations):
+    project = projects(seed, apps, models, migrations)
+    commands = scenario(project, seed)
+    results = {}
+    for variant in ("vanilla", "cold", "warm"):
+        cache = None if variant == "vanilla" else tmp_path / f"cache-{variant}"
+        env = environment(tmp_path / f"{variant}.sqlite3", cache)
+        if variant == "warm":
+            warmed = manage(project, env, "statecache", "warm")
+            assert warmed.returncode == 0, warmed.stderr
+        results[variant] = [observe(project, env, *command) for command in commands]
+    assert not (tmp_path / "unused-cache").exists(), "vanilla runs must not touch a cache"
+    for variant in ("cold", "warm"):
+        for command, expected, actual in zip(commands, results["vanilla"], results[variant]):
+            assert_same(expected, actual, f"{variant} {' '.join(command)}")
+    # The cache was really used: a warm cache from the first rollback on (it served every
+    # pre-state of it), a cold one from the second (the first stored what it computed).
+    for variant, start in (("warm", 1), ("cold", 2)):
+        for command, record in list(zip(commands, results[variant]))[start:]:
+            assert record["statecache"]["hits"] > 0, (variant, command)
+    first_back = results["warm"][1]["statecache"]
+    assert first_back["hits"] >= 2 and first_back["misses"] <= 1, first_back
+    assert results["vanilla"][0]["statecache"] is None
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_every_step_back_matches_vanilla(projects, tmp_path, seed):
+    """Unapply the busiest app one migration at a time (each rollback sees a different mix of
+    operations and of models depending on them), in one process, as test suites do."""
+    project = projects(seed, 4, 20, 90)
+    apps = app_migrations(project)
+    app = max(apps, key=lambda name: len(apps[name]))
+    commands = walk(project, app)
+    vanilla = observe_all(project, environment(tmp_path / "vanilla.sqlite3", None), commands)
+    cached = observe_all(
+        project, environment(tmp_path / "cached.sqlite3", tmp_path / "cache"), commands
+    )
+    for command, expected, actual in zip(commands, vanilla, cached):
+        assert_same(expected, actual, " ".join(command))
+    # Each rollback after the first found the state the previous one stored.
+    assert all(record["statecache"]["hits"] >= 1 for record in cached[2:]), [
+        (r["command"], r["statecache"]) for r in cached
+    ]
