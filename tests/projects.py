@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HARNESS = Path(__file__).resolve().parent / "harness.py"
 
 
@@ -66,7 +67,7 @@ def observe(project: Path, env: dict, *command: str) -> dict:
 def app_migrations(project: Path) -> dict[str, list[str]]:
     """Each generated app's migrations that can be a target (not squashed or replaced)."""
     result = {}
-    for app_dir in sorted(project.glob("app*/migrations")):
+    for app_dir in sorted(project.glob("*/migrations")):
         names = sorted(p.stem for p in app_dir.glob("0*.py"))
         squashed = [n for n in names if "_squashed_" in n]
         replaced = set()

@@ -17,7 +17,10 @@ import json
 
 import pytest
 
+import shutil
+
 from tests.projects import (
+    FIXTURES,
     app_migrations,
     environment,
     generate,
@@ -117,3 +120,17 @@ def test_every_step_back_matches_vanilla(projects, tmp_path, seed):
     assert all(record["statecache"]["hits"] >= 1 for record in cached[2:]), [
         (r["command"], r["statecache"]) for r in cached
     ]
+
+
+def test_rollbacks_that_reach_other_models_match_vanilla(tmp_path):
+    """Hand-written: unapplying changes to columns that other apps' foreign keys point at (a
+    to_field target, primary keys, a renamed model and renamed fields, M2M and through models,
+    a multi-table child and a proxy) needs the referencing models rendered too."""
+    project = shutil.copytree(FIXTURES / "reach", tmp_path / "reach")
+    commands = walk(project, "core")
+    vanilla = observe_all(project, environment(tmp_path / "vanilla.sqlite3", None), commands)
+    cached = observe_all(
+        project, environment(tmp_path / "cached.sqlite3", tmp_path / "cache"), commands
+    )
+    for command, expected, actual in zip(commands, vanilla, cached):
+        assert_same(expected, actual, " ".join(command))
