@@ -59,6 +59,7 @@ MANAGER = 18
 PATH = 19
 OPERATION = 20
 UNRESOLVABLE_REF = 21
+BIGINT = 22
 
 
 class Partial(functools.partial):
@@ -172,6 +173,8 @@ class Encoder:
 
     def _default(self, obj: Any) -> Any:  # noqa: C901 - one dispatch table
         t = type(obj)
+        if t is int:  # beyond msgpack's 64 bits
+            return self._ext(BIGINT, str(obj))
         if t is tuple:
             return self._ext(TUPLE, list(obj))
         if t is set or t is frozenset:
@@ -231,7 +234,9 @@ class Encoder:
                 as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
             except ValueError as exc:
                 raise Uncacheable(str(exc))
-            return self._ext(MANAGER, [as_manager, manager_path, qs_path, list(args), kwargs])
+            return self._ext(
+                MANAGER, [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
+            )
         if self.fingerprint and hasattr(obj, "state_forwards") and hasattr(
             obj, "_constructor_args"
         ):
@@ -273,6 +278,8 @@ def _ext_hook(code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
         return frozenset(payload)
     if code == DECIMAL:
         return decimal.Decimal(payload)
+    if code == BIGINT:
+        return int(payload)
     if code == DATETIME:
         *parts, fold, tz = payload
         return datetime.datetime(*parts, tzinfo=_tz_value(tz), fold=fold)

@@ -1,0 +1,45 @@
+"""In-process tests run against these settings; the differential tests start their own
+processes with the settings of the project they test."""
+
+from __future__ import annotations
+
+import django
+import pytest
+from django.conf import settings
+
+
+def pytest_configure() -> None:
+    if settings.configured:
+        return
+    settings.configure(
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "django.contrib.admin",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.sites",
+            "django.contrib.flatpages",
+            "django.contrib.redirects",
+            "statecache",
+            "tests.testapp",
+        ],
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+            "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        },
+        SITE_ID=1,
+        USE_TZ=True,
+        SECRET_KEY="tests",
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        STATECACHE_ENABLED=False,
+    )
+    django.setup()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A fresh cache directory, for this test only."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("STATECACHE_DIR", str(directory))
+    return directory
