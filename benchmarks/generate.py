@@ -125,8 +125,20 @@ class Generator:
 
     def scalar_field(self) -> FieldSpec:
         kind = self.rng.choice(
-            ["char", "char", "int", "int", "bool", "dec", "dt", "date", "upper", "uuid", "text",
-             "code"]
+            [
+                "char",
+                "char",
+                "int",
+                "int",
+                "bool",
+                "dec",
+                "dt",
+                "date",
+                "upper",
+                "uuid",
+                "text",
+                "code",
+            ]
         )
         args = {
             "char": {"max_length": self.rng.choice([20, 50, 100]), "default": ""},
@@ -157,8 +169,9 @@ class Generator:
             # A foreign key to a unique non-primary-key column.
             name = self.rng.choice(codes)
             target.fields[name].locked = True
-            return FieldSpec("fk", {"null": True, "on_delete": "CASCADE"}, target=target.label,
-                             to_field=name)
+            return FieldSpec(
+                "fk", {"null": True, "on_delete": "CASCADE"}, target=target.label, to_field=name
+            )
         if roll < 0.85:
             kind = self.rng.choice(["fk", "fk", "fk", "o2o"])
             on_delete = self.rng.choice(["CASCADE", "PROTECT", "SET_NULL"])
@@ -171,7 +184,6 @@ class Generator:
         from django.conf import settings
         from django.db import models
         from django.utils import timezone
-
         from genlib import fields as custom_fields
 
         if spec.kind in ("fk", "o2o", "m2m"):
@@ -234,7 +246,8 @@ class Generator:
         spec = ModelSpec(app, name)
         # Bases from the same app only: cross-app bases make models.py imports circular.
         candidates = [
-            m for m in self.app_models(app)
+            m
+            for m in self.app_models(app)
             if m.proxy_of is None and not m.is_through and m.parent is None
         ]
         roll = self.rng.random()
@@ -279,31 +292,40 @@ class Generator:
         if self.hub is None:
             self.hub = spec.label
         # Sometimes a many-to-many with an explicit through model.
-        others = [m for m in self.models.values() if m.proxy_of is None and m.label != spec.label
-                  and not m.is_through]
+        others = [
+            m
+            for m in self.models.values()
+            if m.proxy_of is None and m.label != spec.label and not m.is_through
+        ]
         if self.rng.random() < 0.08 and others:
             other = self.rng.choice(others)
             through = ModelSpec(app, self.fresh("Link"), is_through=True)
             through.fields["id"] = FieldSpec("id", {}, locked=True)
-            through.fields["left"] = FieldSpec("fk", {"on_delete": "CASCADE"}, target=spec.label,
-                                               locked=True)
-            through.fields["right"] = FieldSpec("fk", {"on_delete": "CASCADE"},
-                                                target=other.label, locked=True)
+            through.fields["left"] = FieldSpec(
+                "fk", {"on_delete": "CASCADE"}, target=spec.label, locked=True
+            )
+            through.fields["right"] = FieldSpec(
+                "fk", {"on_delete": "CASCADE"}, target=other.label, locked=True
+            )
             through.fields["weight"] = FieldSpec("int", {"default": 0})
             self.models[through.label] = through
             ops.append(
                 migrations.CreateModel(
                     name=through.name,
-                    fields=[(n, self.django_field(n, s, through)) for n, s in through.fields.items()],
+                    fields=[
+                        (n, self.django_field(n, s, through)) for n, s in through.fields.items()
+                    ],
                 )
             )
-            m2m = FieldSpec("m2m", {"blank": True}, target=other.label, through=through.label,
-                            locked=True)
+            m2m = FieldSpec(
+                "m2m", {"blank": True}, target=other.label, through=through.label, locked=True
+            )
             m2m_name = self.fresh("links")
             spec.fields[m2m_name] = m2m
             ops.append(
                 migrations.AddField(
-                    model_name=name.lower(), name=m2m_name,
+                    model_name=name.lower(),
+                    name=m2m_name,
                     field=self.django_field(m2m_name, m2m, spec),
                 )
             )
@@ -333,7 +355,8 @@ class Generator:
         model.fields[name] = spec
         return [
             migrations.AddField(
-                model_name=model.name.lower(), name=name,
+                model_name=model.name.lower(),
+                name=name,
                 field=self.django_field(name, spec, model),
             )
         ]
@@ -361,7 +384,8 @@ class Generator:
             spec.args["db_index"] = not spec.args.get("db_index", True)
         return [
             migrations.AlterField(
-                model_name=model.name.lower(), name=name,
+                model_name=model.name.lower(),
+                name=name,
                 field=self.django_field(name, spec, model),
             )
         ]
@@ -371,7 +395,9 @@ class Generator:
         do this): every column that references it changes too."""
         from django.db import migrations
 
-        models_with_id = [m for m in self.app_models(app) if m.fields.get("id") and not m.is_through]
+        models_with_id = [
+            m for m in self.app_models(app) if m.fields.get("id") and not m.is_through
+        ]
         if not models_with_id:
             return []
         referenced = [m for m in models_with_id if self.referenced(m.label)]
@@ -380,7 +406,8 @@ class Generator:
         spec.kind = "id32" if spec.kind == "id" else "id"
         return [
             migrations.AlterField(
-                model_name=model.name.lower(), name="id",
+                model_name=model.name.lower(),
+                name="id",
                 field=self.django_field("id", spec, model),
             )
         ]
@@ -499,11 +526,16 @@ class Generator:
             return []
         if any(m.parent == model.label or m.proxy_of == model.label for m in self.models.values()):
             return []
-        if any(m.is_through and any(s.target == model.label for s in m.fields.values())
-               for m in self.models.values()):
+        if any(
+            m.is_through and any(s.target == model.label for s in m.fields.values())
+            for m in self.models.values()
+        ):
             return []
-        if any(s.through and s.target == model.label for m in self.models.values()
-               for s in m.fields.values()):
+        if any(
+            s.through and s.target == model.label
+            for m in self.models.values()
+            for s in m.fields.values()
+        ):
             return []
         old_label = model.label
         # As the autodetector does: a rename depends on the apps whose fields point at it.
@@ -535,7 +567,6 @@ class Generator:
 
     def op_run_python(self, app: str) -> list:
         from django.db import migrations
-
         from genlib import data
 
         model = self.pick_model(app)
@@ -612,8 +643,12 @@ class Generator:
         from django.db import migrations
 
         self.history["accounts"].append(
-            {"name": "0001_initial", "ops": _user_operations(), "deps": [
-                ("auth", "0012_alter_user_first_name_max_length")], "initial": True}
+            {
+                "name": "0001_initial",
+                "ops": _user_operations(),
+                "deps": [("auth", "0012_alter_user_first_name_max_length")],
+                "initial": True,
+            }
         )
         # Every app starts with a model, so that every app has something to migrate.
         for app in self.apps:
@@ -702,7 +737,12 @@ class Generator:
 
         names = {(app, entry["name"]) for entry in replaced}
         deps = sorted(
-            {d for entry in replaced for d in entry["deps"] if d not in names and d[0] != "__setting__"}
+            {
+                d
+                for entry in replaced
+                for d in entry["deps"]
+                if d not in names and d[0] != "__setting__"
+            }
         )
         if any(d[0] == "__setting__" for entry in replaced for d in entry["deps"]):
             from django.conf import settings
@@ -738,8 +778,10 @@ class Generator:
                 if spec.kind in ("ptr", "id"):
                     continue
                 if spec.kind == "id32":
-                    lines.append("    id = models.AutoField(auto_created=True, primary_key=True, "
-                                 "serialize=False, verbose_name='ID')")
+                    lines.append(
+                        "    id = models.AutoField(auto_created=True, primary_key=True, "
+                        "serialize=False, verbose_name='ID')"
+                    )
                     continue
                 text, field_imports = MigrationWriter.serialize(
                     self.django_field(name, spec, model)
@@ -827,50 +869,96 @@ def _user_operations() -> list:
         migrations.CreateModel(
             name="User",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False,
-                                           verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("password", models.CharField(max_length=128, verbose_name="password")),
-                ("last_login", models.DateTimeField(blank=True, null=True,
-                                                    verbose_name="last login")),
-                ("is_superuser", models.BooleanField(
-                    default=False,
-                    help_text="Designates that this user has all permissions without "
-                    "explicitly assigning them.",
-                    verbose_name="superuser status")),
-                ("username", models.CharField(
-                    error_messages={"unique": "A user with that username already exists."},
-                    help_text="Required. 150 characters or fewer. Letters, digits and "
-                    "@/./+/-/_ only.",
-                    max_length=150, unique=True,
-                    validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
-                    verbose_name="username")),
-                ("first_name", models.CharField(blank=True, max_length=150,
-                                                verbose_name="first name")),
-                ("last_name", models.CharField(blank=True, max_length=150,
-                                               verbose_name="last name")),
-                ("email", models.EmailField(blank=True, max_length=254,
-                                            verbose_name="email address")),
-                ("is_staff", models.BooleanField(
-                    default=False,
-                    help_text="Designates whether the user can log into this admin site.",
-                    verbose_name="staff status")),
-                ("is_active", models.BooleanField(
-                    default=True,
-                    help_text="Designates whether this user should be treated as active. "
-                    "Unselect this instead of deleting accounts.",
-                    verbose_name="active")),
-                ("date_joined", models.DateTimeField(default=django.utils.timezone.now,
-                                                     verbose_name="date joined")),
-                ("groups", models.ManyToManyField(
-                    blank=True,
-                    help_text="The groups this user belongs to. A user will get all permissions "
-                    "granted to each of their groups.",
-                    related_name="user_set", related_query_name="user", to="auth.group",
-                    verbose_name="groups")),
-                ("user_permissions", models.ManyToManyField(
-                    blank=True, help_text="Specific permissions for this user.",
-                    related_name="user_set", related_query_name="user", to="auth.permission",
-                    verbose_name="user permissions")),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without "
+                        "explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and "
+                        "@/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
+                ),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. "
+                        "Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "date_joined",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="date joined"
+                    ),
+                ),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all "
+                        "permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={"verbose_name": "user", "verbose_name_plural": "users", "abstract": False},
             managers=[("objects", django.contrib.auth.models.UserManager())],
@@ -878,7 +966,7 @@ def _user_operations() -> list:
     ]
 
 
-MANAGE_PY = '''#!/usr/bin/env python
+MANAGE_PY = """#!/usr/bin/env python
 import os
 import sys
 
@@ -887,9 +975,9 @@ if __name__ == "__main__":
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)
-'''
+"""
 
-SETTINGS_PY = textwrap.dedent('''\
+SETTINGS_PY = textwrap.dedent("""\
     import os
     from pathlib import Path
 
@@ -912,14 +1000,14 @@ SETTINGS_PY = textwrap.dedent('''\
     }}
     STATECACHE_ENABLED = True
     STATECACHE_DIR = os.environ.get("STATECACHE_DIR", str(BASE_DIR / ".statecache"))
-''')
+""")
 
-USER_MODELS_PY = '''from django.contrib.auth.models import AbstractUser
+USER_MODELS_PY = """from django.contrib.auth.models import AbstractUser
 
 
 class User(AbstractUser):
     pass
-'''
+"""
 
 
 def generate(
@@ -956,12 +1044,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("apps", "models", "migrations"):
         if getattr(args, name):
             size[name] = getattr(args, name)
-    gen = generate(
-        args.out, seed=args.seed, squash=not args.no_squash, stress=args.stress, **size
-    )
+    gen = generate(args.out, seed=args.seed, squash=not args.no_squash, stress=args.stress, **size)
     total = sum(len(h) for h in gen.history.values())
-    print(f"generated {len(gen.apps) + 1} apps, {len(gen.models) + 1} models, "
-          f"{total} migrations in {args.out}")
+    print(
+        f"generated {len(gen.apps) + 1} apps, {len(gen.models) + 1} models, "
+        f"{total} migrations in {args.out}"
+    )
 
 
 if __name__ == "__main__":

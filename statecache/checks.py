@@ -24,8 +24,9 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             conf.parse_flag(value, name)
         except conf.SettingError as exc:
             errors.append(
-                checks.Error(str(exc), hint="statecache is off until this is fixed.",
-                             id="statecache.E001")
+                checks.Error(
+                    str(exc), hint="statecache is off until this is fixed.", id="statecache.E001"
+                )
             )
     try:
         directory = conf.cache_dir()

@@ -85,6 +85,11 @@ class Partial(functools.partial):
             return hash(self.func)
 
 
+# Django's migration serializer writes "functools.<class name>(...)": keep that "partial", so
+# that a migration written from a cached state imports.
+Partial.__name__ = "partial"
+
+
 def ref_of(obj: Any) -> str:
     """The import path of a module-level class or function, checked to resolve back to it."""
     module = getattr(obj, "__module__", None)
@@ -149,9 +154,7 @@ class Encoder:
 
     def pack(self, value: Any) -> bytes:
         try:
-            return msgpack.packb(
-                value, default=self._default, use_bin_type=True, strict_types=True
-            )
+            return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
         except Uncacheable:
             raise
         except (OverflowError, TypeError, ValueError, RecursionError) as exc:
@@ -214,7 +217,14 @@ class Encoder:
         if t is datetime.time:
             return self._ext(
                 TIME,
-                [obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold, _tz_payload(obj.tzinfo)],
+                [
+                    obj.hour,
+                    obj.minute,
+                    obj.second,
+                    obj.microsecond,
+                    obj.fold,
+                    _tz_payload(obj.tzinfo),
+                ],
             )
         if t is datetime.timedelta:
             return self._ext(TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
@@ -237,8 +247,10 @@ class Encoder:
             return self._ext(
                 MANAGER, [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
             )
-        if self.fingerprint and hasattr(obj, "state_forwards") and hasattr(
-            obj, "_constructor_args"
+        if (
+            self.fingerprint
+            and hasattr(obj, "state_forwards")
+            and hasattr(obj, "_constructor_args")
         ):
             args, kwargs = obj._constructor_args
             return self._ext(OPERATION, [ref_of(t), list(args), kwargs])
@@ -261,9 +273,7 @@ class Encoder:
 
 
 def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(
-        data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
-    )
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
@@ -327,7 +337,9 @@ fingerprint_encoder = Encoder(fingerprint=True)
 def _model_state_payload(state: ModelState) -> list[Any]:
     if type(state.options) is not dict or type(state.fields) is not dict:
         raise Uncacheable(f"{state!r} has non-dict fields or options")
-    counters = sorted(range(len(state.managers)), key=lambda i: state.managers[i][1].creation_counter)
+    counters = sorted(
+        range(len(state.managers)), key=lambda i: state.managers[i][1].creation_counter
+    )
     rank = {index: position for position, index in enumerate(counters)}
     return [
         CODEC_VERSION,
@@ -337,7 +349,10 @@ def _model_state_payload(state: ModelState) -> list[Any]:
         state.options,
         tuple(state.bases),
         # Packed separately so that decoding can create them in their creation order.
-        [[name, _encoder.pack(manager), rank[i]] for i, (name, manager) in enumerate(state.managers)],
+        [
+            [name, _encoder.pack(manager), rank[i]]
+            for i, (name, manager) in enumerate(state.managers)
+        ],
     ]
 
 

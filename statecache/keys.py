@@ -60,9 +60,7 @@ def _code_hashes(migration: Migration) -> list[bytes]:
         classes.add(type(operation))
         for attr in ("state_operations", "database_operations"):
             stack.extend(getattr(operation, attr, None) or ())
-    return sorted(
-        _module_source_hash(cls.__module__) for cls in classes if _outside_django(cls)
-    )
+    return sorted(_module_source_hash(cls.__module__) for cls in classes if _outside_django(cls))
 
 
 def migration_fingerprint(migration: Migration) -> bytes | None:
@@ -77,8 +75,9 @@ def migration_fingerprint(migration: Migration) -> bytes | None:
             ]
         )
     except codec.Uncacheable as exc:
-        logger.info("statecache: %s.%s has no fingerprint: %s", migration.app_label,
-                    migration.name, exc)
+        logger.info(
+            "statecache: %s.%s has no fingerprint: %s", migration.app_label, migration.name, exc
+        )
         return None
     return xxhash.xxh3_128_digest(data)
 
@@ -96,11 +95,11 @@ def fingerprints(loader, migrations: Iterable[Migration]) -> dict[int, bytes | N
     return {ident: fp for ident, (_, fp) in memo.items()}
 
 
-def base_key(unmigrated_apps: Iterable[str]) -> bytes:
+def base_key(unmigrated_apps: Iterable[str], django_version: str | None = None) -> bytes:
     parts = [
         b"statecache",
         f"store{store.STORE_VERSION}.codec{codec.CODEC_VERSION}.key{KEY_VERSION}".encode(),
-        django.get_version().encode(),
+        (django_version or django.get_version()).encode(),
         "\0".join(sorted(unmigrated_apps)).encode(),
     ]
     return xxhash.xxh3_128_digest(b"\x00".join(parts))

@@ -21,7 +21,9 @@ from .operations import ModelKey
 logger = logging.getLogger("statecache")
 
 
-def _edges(state: ProjectState) -> tuple[dict[ModelKey, set[ModelKey]], dict[ModelKey, set[ModelKey]]]:
+def _edges(
+    state: ProjectState,
+) -> tuple[dict[ModelKey, set[ModelKey]], dict[ModelKey, set[ModelKey]]]:
     forward: dict[ModelKey, set[ModelKey]] = defaultdict(set)
     reverse: dict[ModelKey, set[ModelKey]] = defaultdict(set)
     for key, model_state in state.models.items():

@@ -107,7 +107,9 @@ class Snapshots:
                 )
                 depth = base.depth + 1
                 return self._put_manifest(payload, entries, depth)
-        payload = msgpack.packb([None, 0, [[k, b] for k, b in entries.items()], []], use_bin_type=True)
+        payload = msgpack.packb(
+            [None, 0, [[k, b] for k, b in entries.items()], []], use_bin_type=True
+        )
         return self._put_manifest(payload, entries, 0)
 
     def _put_manifest(self, payload: bytes, entries: Entries, depth: int) -> Snapshot | None:
@@ -204,4 +206,3 @@ class Snapshots:
         if resolved is None:
             return None
         return Snapshot(ref[0], dict(resolved[0]), resolved[1])
-

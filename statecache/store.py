@@ -121,16 +121,25 @@ class Store:
             return False
 
     def put_object(self, kind: bytes, payload: bytes) -> tuple[bytes, bool]:
-        """Store an object; return its hash and whether it was new."""
+        """Store an object; return its hash and whether it was (re)written."""
         data = kind + payload
         digest = object_hash(data)
-        path = self.object_path(digest)
-        if path.exists():
+        if self.has_object(digest):
             return digest, False
-        return digest, self._write_atomic(path, data)
+        return digest, self._write_atomic(self.object_path(digest), data)
 
     def has_object(self, digest: bytes) -> bool:
-        return self.object_path(digest).exists()
+        """Whether a valid object is stored: a damaged one is removed and does not count, so
+        that writing it again heals the store."""
+        path = self.object_path(digest)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        if object_hash(data) != digest:
+            self._discard(path, "corrupt object")
+            return False
+        return True
 
     def set_ref(self, key: bytes, target: bytes, cost: float = 0.0) -> bool:
         body = REF_BODY.pack(REF, target, cost)

@@ -12,6 +12,7 @@ auth_permission.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -37,6 +38,13 @@ def dump_state(state) -> list:
             ]
         )
     return [sorted(state.real_apps), models]
+
+
+def pristine_copy(migration):
+    """A migration whose operations are copies (for replaying twice in one process)."""
+    clone = copy.copy(migration)
+    clone.operations = copy.deepcopy(migration.operations)
+    return clone
 
 
 def dump_apps(apps) -> list:
@@ -85,8 +93,12 @@ def schema(connection) -> dict:
             result[name] = {
                 "columns": description,
                 "constraints": {
-                    k: {kk: (sorted(map(str, vv)) if isinstance(vv, (list, set, tuple)) else str(vv))
-                        for kk, vv in v.items()}
+                    k: {
+                        kk: (
+                            sorted(map(str, vv)) if isinstance(vv, (list, set, tuple)) else str(vv)
+                        )
+                        for kk, vv in v.items()
+                    }
                     for k, v in sorted(constraints.items())
                 },
             }

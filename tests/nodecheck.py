@@ -28,13 +28,16 @@ def main() -> None:
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.state import ProjectState
-    from harness import dump_state
+    from harness import dump_state, pristine_copy
 
     from statecache.replay import StatePlan
 
     executor = MigrationExecutor(connection)
     full_plan = executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
     plan = StatePlan(executor.loader, full_plan)
+    # Django's RenameField mutates the fields of earlier operations in place, so a second
+    # replay in one process would not see what a fresh process sees: replay copies.
+    pristine = [pristine_copy(m) for m in plan.migrations]
     counts = plan.warm()
     keys = plan.keys.running([True] * len(plan.migrations))
     state = ProjectState(real_apps=executor.loader.unmigrated_apps)
@@ -49,12 +52,13 @@ def main() -> None:
         elif dump_state(loaded[0]) != dump_state(state):
             mismatches.append([position, "different serialization or order"])
         if position < len(plan.migrations):
-            migration = plan.migrations[position]
+            migration = pristine[position]
             apps.add(migration.app_label)
             migration.mutate_state(state, preserve=False)
     out.write_text(
-        json.dumps({"checked": len(keys), "warm": counts, "mismatches": mismatches,
-                    "apps": sorted(apps)})
+        json.dumps(
+            {"checked": len(keys), "warm": counts, "mismatches": mismatches, "apps": sorted(apps)}
+        )
     )
 
 

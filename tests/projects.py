@@ -21,10 +21,24 @@ def generate(
 ) -> Path:
     if not (out / "manage.py").exists():
         subprocess.run(
-            [sys.executable, "-m", "benchmarks.generate", str(out), "--seed", str(seed),
-             "--apps", str(apps), "--models", str(models), "--migrations", str(migrations),
-             *(["--stress"] if stress else [])],
-            cwd=ROOT, check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.generate",
+                str(out),
+                "--seed",
+                str(seed),
+                "--apps",
+                str(apps),
+                "--models",
+                str(models),
+                "--migrations",
+                str(migrations),
+                *(["--stress"] if stress else []),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
     return out
 
@@ -53,7 +67,9 @@ def observe_all(project: Path, env: dict, commands: list[list[str]]) -> list[dic
     argv = [word for command in commands for word in ("--", *command)]
     result = subprocess.run(
         [sys.executable, str(HARNESS), str(project), str(out), *argv],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text())

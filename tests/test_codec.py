@@ -92,7 +92,9 @@ DEFAULTS = [
 ]
 
 
-@pytest.mark.parametrize("value", DEFAULTS, ids=repr)
+@pytest.mark.parametrize(
+    "value", DEFAULTS, ids=[f"{i}-{type(v).__name__}" for i, v in enumerate(DEFAULTS)]
+)
 def test_default_values_round_trip_with_their_types(value):
     decoded = round_trip_field(models.Field(default=value))
     assert exact(decoded.default, value)
@@ -105,6 +107,9 @@ def test_partial_compares_by_value_after_decoding():
     assert decoded.func is values.make_code and decoded.args == ("b",)
     assert decoded.keywords == {"size": 2}
     assert isinstance(decoded, functools.partial)
+    from django.db.migrations.writer import MigrationWriter
+
+    assert MigrationWriter.serialize(decoded) == MigrationWriter.serialize(original)
 
 
 def test_lazy_strings_settings_references_and_validators():
@@ -175,7 +180,9 @@ def test_a_queryset_as_manager_is_refused():
     """QuerySet.as_manager() builds a new class on every call, so a rebuilt one never equals
     the original (Django compares managers by class): such a state is not cached."""
     state = ModelState(
-        "testapp", "Thing", [("id", models.AutoField(primary_key=True))],
+        "testapp",
+        "Thing",
+        [("id", models.AutoField(primary_key=True))],
         managers=[("objects", values.ShoutingQuerySet.as_manager())],
     )
     with pytest.raises(codec.Uncacheable):
@@ -227,11 +234,13 @@ scalars = (
 hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner), max_leaves=5)
 structures = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.lists(inner, max_size=4).map(tuple)
-    | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=4)
-    | st.frozensets(hashables, max_size=4)
-    | st.sets(hashables, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=4)
+        | st.frozensets(hashables, max_size=4)
+        | st.sets(hashables, max_size=4)
+    ),
     max_leaves=12,
 )
 

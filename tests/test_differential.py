@@ -14,10 +14,9 @@ the state MigrationExecutor.migrate returns.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-
-import shutil
 
 from tests.projects import (
     FIXTURES,
@@ -51,7 +50,7 @@ def first_difference(expected, actual, path="") -> str:
         for key in sorted(set(expected) | set(actual), key=str):
             if expected.get(key) != actual.get(key):
                 return first_difference(expected.get(key), actual.get(key), f"{path}.{key}")
-    if isinstance(expected, list):
+    if isinstance(expected, (list, tuple)):
         for index, (a, b) in enumerate(zip(expected, actual)):
             if a != b:
                 return first_difference(a, b, f"{path}[{index}]")

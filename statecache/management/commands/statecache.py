@@ -61,7 +61,9 @@ class Command(BaseCommand):
             raise CommandError("the cache is locked by a clear or prune; try again")
         elapsed = time.perf_counter() - started
         if not plan.cache.store.writable:
-            self.stderr.write(f"statecache: {plan.cache.store.root} is not writable; stored nothing")
+            self.stderr.write(
+                f"statecache: {plan.cache.store.root} is not writable; stored nothing"
+            )
         self.stdout.write(
             f"statecache warm: {len(plan.migrations)} migrations, "
             f"{counts['computed']} states computed, {counts['cached']} already cached, "

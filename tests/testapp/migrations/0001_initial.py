@@ -14,13 +14,31 @@ class Migration(migrations.Migration):
             name="Author",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=50, default=tests.testapp.values.default_code)),
-                ("code", models.CharField(
-                    max_length=20, default=functools.partial(tests.testapp.values.make_code, "a"))),
-                ("color", models.CharField(choices=tests.testapp.values.Color.choices,
-                                           default=tests.testapp.values.Color.RED, max_length=1)),
-                ("user", models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL,
-                                           to="auth.user")),
+                (
+                    "name",
+                    models.CharField(max_length=50, default=tests.testapp.values.default_code),
+                ),
+                (
+                    "code",
+                    models.CharField(
+                        max_length=20,
+                        default=functools.partial(tests.testapp.values.make_code, "a"),
+                    ),
+                ),
+                (
+                    "color",
+                    models.CharField(
+                        choices=tests.testapp.values.Color.choices,
+                        default=tests.testapp.values.Color.RED,
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to="auth.user"
+                    ),
+                ),
             ],
             bases=(tests.testapp.values.TimestampMixin, models.Model),
             managers=[("objects", tests.testapp.values.NamedManager("authors"))],
@@ -30,8 +48,12 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
                 ("title", models.CharField(max_length=100)),
-                ("author", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE,
-                                             to="testapp.author")),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="testapp.author"
+                    ),
+                ),
             ],
             options={"ordering": ["title"]},
         ),

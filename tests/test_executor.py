@@ -1,0 +1,114 @@
+"""The hook, driven in-process: through `migrate` and through MigrationExecutor directly (as
+django-test-migrations does), against two real SQLite databases, one per variant."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
+
+from statecache import compat, replay
+from tests.harness import dump_state, schema
+
+
+def migrate(database, *targets, verbosity=0):
+    out = io.StringIO()
+    call_command("migrate", *targets, database=database, verbosity=verbosity, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def databases(cache_dir, monkeypatch):
+    """'default' migrated with statecache, 'other' with vanilla Django, both fully forwards."""
+    monkeypatch.setenv("STATECACHE_ENABLED", "0")
+    for database in ("default", "other"):
+        migrate(database, "testapp", "zero")
+        migrate(database)
+    return cache_dir
+
+
+def enable(monkeypatch, on=True):
+    monkeypatch.setenv("STATECACHE_ENABLED", "1" if on else "0")
+
+
+def test_the_executor_methods_are_replaced():
+    assert MigrationExecutor._migrate_all_backwards.__module__ == "statecache.executor"
+    assert MigrationExecutor._create_project_state.__module__ == "statecache.executor"
+    assert compat.original("_migrate_all_backwards").__module__ == "django.db.migrations.executor"
+
+
+def test_flag_off_touches_no_cache(databases, monkeypatch):
+    enable(monkeypatch, False)
+    migrate("default", "testapp", "0001")
+    assert not databases.exists()
+
+
+@pytest.mark.parametrize("target", ["0002_more", "0001_initial"])
+def test_executor_driven_directly_matches_vanilla(databases, monkeypatch, target):
+    results = {}
+    for database, on in (("other", False), ("default", True)):
+        enable(monkeypatch, on)
+        executor = MigrationExecutor(connections[database])
+        state = executor.migrate([("testapp", target)])
+        executor.loader.build_graph()
+        results[database] = (
+            dump_state(state),
+            schema(connections[database]),
+            sorted(executor.loader.applied_migrations),
+        )
+    from tests.test_differential import first_difference
+
+    assert results["default"] == results["other"], first_difference(
+        results["other"], results["default"]
+    )
+    assert databases.exists()
+
+
+def test_a_second_identical_rollback_replays_nothing(databases, monkeypatch):
+    enable(monkeypatch, True)
+    migrate("default", "testapp", "0001")
+    migrate("default")
+    stats = replay.snapshots().stats
+    misses = stats.misses
+    migrate("default", "testapp", "0001")
+    assert stats.misses == misses
+
+
+def test_verbose_migrate_explains_hits_and_renders(databases, monkeypatch):
+    enable(monkeypatch, True)
+    migrate("default", "testapp", "0002")
+    migrate("default")
+    output = migrate("default", "testapp", "0002", verbosity=2)
+    assert "statecache: state of the applied migrations: hit" in output
+    assert "testapp.0003_rename: pre-state hit" in output
+    assert "rendered" in output and "post-migrate state: hit" in output
+    assert "statecache" not in migrate("default", "testapp", "0001", verbosity=1)
+
+
+def test_a_corrupt_blob_is_a_miss_then_heals(databases, monkeypatch, caplog):
+    enable(monkeypatch, True)
+    call_command("statecache", "warm", verbosity=0, stdout=io.StringIO())
+    store = replay.snapshots().store
+    blobs = list(store.iter_files("objects"))
+    for path in blobs:  # damage every object: whatever the rollback needs is broken
+        data = path.read_bytes()
+        path.write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
+    replay.snapshots()._manifests.clear()
+    with caplog.at_level(logging.WARNING, logger="statecache"):
+        migrate("default", "testapp", "0001")
+    enable(monkeypatch, False)
+    migrate("other", "testapp", "0001")
+    assert schema(connections["default"]) == schema(connections["other"])
+    assert any("corrupt" in record.getMessage() for record in caplog.records)
+    # Healed: the same rollback again finds everything it needs, valid, in the cache.
+    enable(monkeypatch, True)
+    migrate("default")
+    replay.snapshots()._manifests.clear()
+    stats = replay.snapshots().stats
+    misses = stats.misses
+    migrate("default", "testapp", "0001")
+    assert stats.misses == misses
