@@ -95,6 +95,7 @@ class Generator:
         self.hub: str | None = None
         self.names = 0
         self.pending_deps: set[tuple[str, str]] = set()
+        self.ref_apps: dict[str, set[str]] = {}  # model label -> apps that ever pointed at it
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -117,6 +118,14 @@ class Generator:
                 if spec.target == label or spec.through == label:
                     return True
         return False
+
+    def depend_on_referrers(self, label: str) -> None:
+        """As the autodetector does: renaming or deleting a model depends on the migrations of
+        the apps whose fields pointed at it (they may have removed those fields since)."""
+        for app in self.ref_apps.get(label, ()):
+            last = self.last_migration(app)
+            if last:
+                self.pending_deps.add(last)
 
     def last_migration(self, app: str) -> tuple[str, str] | None:
         return (app, self.history[app][-1]["name"]) if self.history[app] else None
@@ -196,6 +205,9 @@ class Generator:
         if args.get("default") == "uuid4":
             args["default"] = uuid.uuid4
         target = spec.target
+        for label in (target, spec.through):
+            if label and label != "__user__":
+                self.ref_apps.setdefault(label, set()).add(owner.app)
         if target == "__user__":
             target = settings.AUTH_USER_MODEL
         if spec.kind in ("fk", "o2o"):
@@ -538,16 +550,12 @@ class Generator:
         ):
             return []
         old_label = model.label
-        # As the autodetector does: a rename depends on the apps whose fields point at it.
-        for other in self.models.values():
-            if other.app != app and any(s.target == old_label for s in other.fields.values()):
-                last = self.last_migration(other.app)
-                if last:
-                    self.pending_deps.add(last)
+        self.depend_on_referrers(old_label)
         del self.models[old_label]
         old_name = model.name
         model.name = self.fresh("Renamed")
         self.models[model.label] = model
+        self.ref_apps[model.label] = self.ref_apps.pop(old_label, set())
         for other in self.models.values():
             for spec in other.fields.values():
                 if spec.target == old_label:
@@ -562,6 +570,7 @@ class Generator:
             return []
         if model.is_through:
             return []
+        self.depend_on_referrers(model.label)
         del self.models[model.label]
         return [migrations.DeleteModel(name=model.name)]
 

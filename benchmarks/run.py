@@ -1,0 +1,316 @@
+"""Time `migrate` with and without statecache, as whole processes, on one project.
+
+    python -m benchmarks.run --project medium --runs 3 --json out.json
+    python -m benchmarks.run --project example --runs 1
+
+Variants, alternated run by run so that machine noise spreads evenly:
+  vanilla   STATECACHE_ENABLED=0
+  cold      statecache with an empty cache directory
+  warm      statecache with the cache as `statecache warm` left it (restored before every run)
+  fastmig   django-fastmig 0.1.1 (if importable), statecache off
+Every run starts from the same database file. Times are medians with min-max; ratios are
+against vanilla in the same run. The floor is `migrate --plan` (settings, checks, loading the
+graph) plus the time the migrations themselves took (as `migrate -v 2` reports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.generate import SIZES
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+NEWAPP_MODELS = """from django.db import models
+
+
+class Report(models.Model):
+    title = models.CharField(max_length=100)
+    created = models.DateTimeField(auto_now_add=True)
+"""
+NEWAPP_MIGRATION = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Report",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False,
+                                           verbose_name="ID")),
+                ("title", models.CharField(max_length=100)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]
+"""
+SETTINGS_TAIL = """
+# Added by benchmarks.run
+INSTALLED_APPS += ["newapp"]
+if os.environ.get("BENCH_FASTMIG") == "1":
+    INSTALLED_APPS.insert(0, "fastmig")
+"""
+
+
+@dataclass
+class Project:
+    path: Path
+    settings: str
+    db_env: str
+    apps: dict[str, list[str]] = field(default_factory=dict)
+
+    def env(self, db: Path, variant: str, cache: Path) -> dict:
+        env = dict(os.environ)
+        env.update(
+            {
+                self.db_env: str(db),
+                "DJANGO_SETTINGS_MODULE": self.settings,
+                "STATECACHE_ENABLED": "1" if variant in ("cold", "warm") else "0",
+                "STATECACHE_DIR": str(cache),
+                "BENCH_FASTMIG": "1" if variant == "fastmig" else "0",
+                "PYTHONHASHSEED": "0",
+            }
+        )
+        return env
+
+    def run(self, env: dict, *args: str, check: bool = True) -> tuple[float, str]:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - started
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return elapsed, result.stdout
+
+
+def prepare(name: str, work: Path, seed: int) -> Project:
+    """The project, with an extra app `newapp` (one CreateModel) that is not applied."""
+    path = work / "project"
+    if name == "example":
+        if not path.exists():
+            shutil.copytree(EXAMPLE, path, ignore=shutil.ignore_patterns("*.sqlite3", ".statecache"))
+        project = Project(path, "shop.settings", "SHOP_DB")
+        settings_file = path / "shop" / "settings.py"
+    else:
+        if not (path / "manage.py").exists():
+            size = SIZES[name] if name in SIZES else None
+            if size is None:
+                raise SystemExit(f"unknown project {name!r}")
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.generate", str(path), "--seed", str(seed),
+                 "--apps", str(size["apps"]), "--models", str(size["models"]),
+                 "--migrations", str(size["migrations"])],
+                cwd=ROOT, check=True,
+            )
+        project = Project(path, "genproject.settings", "GEN_DB")
+        settings_file = path / "genproject" / "settings.py"
+    newapp = path / "newapp"
+    if not newapp.exists():
+        (newapp / "migrations").mkdir(parents=True)
+        (newapp / "__init__.py").write_text("")
+        (newapp / "migrations" / "__init__.py").write_text("")
+        (newapp / "models.py").write_text(NEWAPP_MODELS)
+        (newapp / "migrations" / "0001_initial.py").write_text(NEWAPP_MIGRATION)
+        text = settings_file.read_text()
+        if "import os" not in text:
+            text = "import os\n" + text
+        settings_file.write_text(text + SETTINGS_TAIL)
+    for migrations in sorted(p for p in path.rglob("migrations") if (p / "__init__.py").exists()):
+        names = sorted(p.stem for p in migrations.glob("0*.py") if "_squashed_" not in p.stem)
+        project.apps[migrations.parent.name] = names
+    return project
+
+
+def floor_seconds(stdout: str) -> float:
+    """What the migrations themselves took, from `migrate -v 2` output."""
+    return sum(float(x) for x in re.findall(r"(?:OK|FAKED) \((\d+\.\d+)s\)", stdout))
+
+
+@dataclass
+class Scenario:
+    name: str
+    start: str  # which database snapshot to start from
+    args: list[str]
+    then: str | None = None  # snapshot name to save the result under (from a vanilla run)
+
+
+def scenarios(project: Project, plan_order: list[str]) -> list[Scenario]:
+    apps = {a: n for a, n in project.apps.items() if a not in ("newapp", "accounts")}
+    # An app in the middle of the plan (by where its last migration sits).
+    middle = plan_order[len(plan_order) // 2].split(".")[0]
+    if middle not in apps or len(apps[middle]) < 2:
+        middle = max(apps, key=lambda a: len(apps[a]))
+    longest = max(apps, key=lambda a: len(apps[a]))
+    ten = min(10, len(apps[longest]) - 1)
+    return [
+        Scenario("no-op migrate", "full", ["migrate"]),
+        Scenario("report case: new app forwards", "full", ["migrate", "newapp"], then="newapp"),
+        Scenario("report case: new app back to zero", "newapp", ["migrate", "newapp", "zero"]),
+        Scenario(
+            f"one step back ({middle})", "full", ["migrate", middle, apps[middle][-2]],
+            then="stepped",
+        ),
+        Scenario(f"same step forwards ({middle})", "stepped", ["migrate", middle]),
+        Scenario(f"{ten} steps back ({longest})", "full", ["migrate", longest, apps[longest][-1 - ten]]),
+        Scenario(f"{longest} zero ({len(apps[longest])} migrations)", "full", ["migrate", longest, "zero"]),
+    ]
+
+
+def fastmig_available() -> bool:
+    try:
+        import fastmig  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", default="small", help="example, tiny, small, medium, large")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--variants", default="vanilla,cold,warm,fastmig")
+    parser.add_argument("--work", type=Path, help="where to keep the project and databases")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    args = parser.parse_args(argv)
+
+    import django
+
+    version = django.get_version()
+    work = args.work or Path(tempfile.gettempdir()) / f"statecache-bench-{args.project}-{args.seed}-{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    variants = [v for v in args.variants.split(",") if v != "fastmig" or fastmig_available()]
+    project = prepare(args.project, work, args.seed)
+    print(f"project: {args.project} ({project.path}), Django {version}, "
+          f"{sum(len(v) for v in project.apps.values())} migration files, "
+          f"{os.cpu_count()} cores", flush=True)
+
+    snapshots = work / "snapshots"
+    snapshots.mkdir(exist_ok=True)
+    vanilla_env = lambda db: project.env(db, "vanilla", work / "unused")  # noqa: E731
+    full = snapshots / "full.sqlite3"
+    if not full.exists():
+        print("migrating a database forwards (vanilla, once)...", flush=True)
+        tmp = snapshots / "building.sqlite3"
+        tmp.unlink(missing_ok=True)
+        project.run(vanilla_env(tmp), "migrate", "-v", "0")
+        project.run(vanilla_env(tmp), "migrate", "newapp", "zero", "-v", "0")
+        tmp.rename(full)
+    _, plan_text = project.run(vanilla_env(full), "showmigrations", "--plan", "-v", "1")
+    plan_order = [line.split("]", 1)[1].strip() for line in plan_text.splitlines() if "]" in line]
+
+    warm_cache = work / "warm-cache"
+    results: dict = {"project": args.project, "django": version, "python": sys.version.split()[0],
+                     "cores": os.cpu_count(), "runs": args.runs, "scenarios": {}}
+    # statecache warm, from empty (timed), which also gives the warm variant its cache.
+    if "warm" in variants:
+        times = []
+        for _ in range(args.runs):
+            shutil.rmtree(warm_cache, ignore_errors=True)
+            elapsed, _ = project.run(project.env(full, "warm", warm_cache), "statecache", "warm")
+            times.append(elapsed)
+        results["warm from empty"] = summary(times)
+        results["cache size"] = cache_size(warm_cache)
+    plan_times = [project.run(vanilla_env(full), "migrate", "--plan")[0] for _ in range(args.runs)]
+    results["migrate --plan"] = summary(plan_times)
+
+    for scenario in scenarios(project, plan_order):
+        if args.only and args.only not in scenario.name:
+            continue
+        start = snapshots / f"{scenario.start}.sqlite3"
+        timings: dict[str, list[float]] = {v: [] for v in variants}
+        floors: list[float] = []
+        for run in range(args.runs):
+            order = variants[run % len(variants):] + variants[: run % len(variants)]
+            for variant in order:
+                db = work / f"run-{variant}.sqlite3"
+                shutil.copy(start, db)
+                cache = work / f"cache-{variant}"
+                shutil.rmtree(cache, ignore_errors=True)
+                if variant == "warm":
+                    shutil.copytree(warm_cache, cache)
+                elapsed, out = project.run(project.env(db, variant, cache), *scenario.args, "-v", "2")
+                timings[variant].append(elapsed)
+                if variant == "warm":
+                    floors.append(floor_seconds(out))
+                if variant == "vanilla" and scenario.then and run == 0:
+                    shutil.copy(db, snapshots / f"{scenario.then}.sqlite3")
+        floor = statistics.median(plan_times) + (statistics.median(floors) if floors else 0.0)
+        entry = {v: summary(t) for v, t in timings.items()}
+        entry["floor"] = round(floor, 3)
+        results["scenarios"][scenario.name] = entry
+        print(format_row(scenario.name, entry, variants), flush=True)
+
+    print()
+    print(table(results, variants))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
+            "max": round(max(times), 3)}
+
+
+def cache_size(directory: Path) -> dict:
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    apparent = sum(p.stat().st_size for p in files)
+    allocated = sum(p.stat().st_blocks * 512 for p in files)
+    return {"files": len(files), "apparent_mb": round(apparent / 1e6, 1),
+            "on_disk_mb": round(allocated / 1e6, 1)}
+
+
+def format_row(name: str, entry: dict, variants: list[str]) -> str:
+    base = entry["vanilla"]["median"] if "vanilla" in entry else None
+    cells = []
+    for variant in variants:
+        m = entry[variant]
+        ratio = f" ({base / m['median']:.1f}x)" if base and variant != "vanilla" else ""
+        cells.append(f"{variant} {m['median']:.2f}s [{m['min']:.2f}-{m['max']:.2f}]{ratio}")
+    return f"{name}: " + ", ".join(cells) + f", floor {entry['floor']:.2f}s"
+
+
+def table(results: dict, variants: list[str]) -> str:
+    header = ["scenario", *variants, "floor"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in results["scenarios"].items():
+        base = entry.get("vanilla", {}).get("median")
+        cells = [name]
+        for variant in variants:
+            m = entry[variant]["median"]
+            ratio = f" ({base / m:.1f}×)" if base and variant != "vanilla" else ""
+            cells.append(f"{m:.2f} s{ratio}")
+        cells.append(f"{entry['floor']:.2f} s")
+        lines.append("| " + " | ".join(cells) + " |")
+    extra = []
+    if "warm from empty" in results:
+        extra.append(f"`statecache warm` from empty: {results['warm from empty']['median']:.2f} s; "
+                     f"cache: {results['cache size']['files']} files, "
+                     f"{results['cache size']['apparent_mb']} MB "
+                     f"({results['cache size']['on_disk_mb']} MB allocated)")
+    extra.append(f"`migrate --plan`: {results['migrate --plan']['median']:.2f} s")
+    return "\n".join(lines + [""] + extra)
+
+
+if __name__ == "__main__":
+    main()
