@@ -106,7 +106,9 @@ def prepare(name: str, work: Path, seed: int) -> Project:
     path = work / "project"
     if name == "example":
         if not path.exists():
-            shutil.copytree(EXAMPLE, path, ignore=shutil.ignore_patterns("*.sqlite3", ".statecache"))
+            shutil.copytree(
+                EXAMPLE, path, ignore=shutil.ignore_patterns("*.sqlite3", ".statecache")
+            )
         project = Project(path, "shop.settings", "SHOP_DB")
         settings_file = path / "shop" / "settings.py"
     else:
@@ -115,10 +117,22 @@ def prepare(name: str, work: Path, seed: int) -> Project:
             if size is None:
                 raise SystemExit(f"unknown project {name!r}")
             subprocess.run(
-                [sys.executable, "-m", "benchmarks.generate", str(path), "--seed", str(seed),
-                 "--apps", str(size["apps"]), "--models", str(size["models"]),
-                 "--migrations", str(size["migrations"])],
-                cwd=ROOT, check=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.generate",
+                    str(path),
+                    "--seed",
+                    str(seed),
+                    "--apps",
+                    str(size["apps"]),
+                    "--models",
+                    str(size["models"]),
+                    "--migrations",
+                    str(size["migrations"]),
+                ],
+                cwd=ROOT,
+                check=True,
             )
         project = Project(path, "genproject.settings", "GEN_DB")
         settings_file = path / "genproject" / "settings.py"
@@ -165,12 +179,20 @@ def scenarios(project: Project, plan_order: list[str]) -> list[Scenario]:
         Scenario("report case: new app forwards", "full", ["migrate", "newapp"], then="newapp"),
         Scenario("report case: new app back to zero", "newapp", ["migrate", "newapp", "zero"]),
         Scenario(
-            f"one step back ({middle})", "full", ["migrate", middle, apps[middle][-2]],
+            f"one step back ({middle})",
+            "full",
+            ["migrate", middle, apps[middle][-2]],
             then="stepped",
         ),
         Scenario(f"same step forwards ({middle})", "stepped", ["migrate", middle]),
-        Scenario(f"{ten} steps back ({longest})", "full", ["migrate", longest, apps[longest][-1 - ten]]),
-        Scenario(f"{longest} zero ({len(apps[longest])} migrations)", "full", ["migrate", longest, "zero"]),
+        Scenario(
+            f"{ten} steps back ({longest})", "full", ["migrate", longest, apps[longest][-1 - ten]]
+        ),
+        Scenario(
+            f"{longest} zero ({len(apps[longest])} migrations)",
+            "full",
+            ["migrate", longest, "zero"],
+        ),
     ]
 
 
@@ -196,13 +218,19 @@ def main(argv: list[str] | None = None) -> dict:
     import django
 
     version = django.get_version()
-    work = args.work or Path(tempfile.gettempdir()) / f"statecache-bench-{args.project}-{args.seed}-{version}"
+    work = (
+        args.work
+        or Path(tempfile.gettempdir()) / f"statecache-bench-{args.project}-{args.seed}-{version}"
+    )
     work.mkdir(parents=True, exist_ok=True)
     variants = [v for v in args.variants.split(",") if v != "fastmig" or fastmig_available()]
     project = prepare(args.project, work, args.seed)
-    print(f"project: {args.project} ({project.path}), Django {version}, "
-          f"{sum(len(v) for v in project.apps.values())} migration files, "
-          f"{os.cpu_count()} cores", flush=True)
+    print(
+        f"project: {args.project} ({project.path}), Django {version}, "
+        f"{sum(len(v) for v in project.apps.values())} migration files, "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
 
     snapshots = work / "snapshots"
     snapshots.mkdir(exist_ok=True)
@@ -219,8 +247,14 @@ def main(argv: list[str] | None = None) -> dict:
     plan_order = [line.split("]", 1)[1].strip() for line in plan_text.splitlines() if "]" in line]
 
     warm_cache = work / "warm-cache"
-    results: dict = {"project": args.project, "django": version, "python": sys.version.split()[0],
-                     "cores": os.cpu_count(), "runs": args.runs, "scenarios": {}}
+    results: dict = {
+        "project": args.project,
+        "django": version,
+        "python": sys.version.split()[0],
+        "cores": os.cpu_count(),
+        "runs": args.runs,
+        "scenarios": {},
+    }
     # statecache warm, from empty (timed), which also gives the warm variant its cache.
     if "warm" in variants:
         times = []
@@ -240,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         timings: dict[str, list[float]] = {v: [] for v in variants}
         floors: list[float] = []
         for run in range(args.runs):
-            order = variants[run % len(variants):] + variants[: run % len(variants)]
+            order = variants[run % len(variants) :] + variants[: run % len(variants)]
             for variant in order:
                 db = work / f"run-{variant}.sqlite3"
                 shutil.copy(start, db)
@@ -248,7 +282,9 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.rmtree(cache, ignore_errors=True)
                 if variant == "warm":
                     shutil.copytree(warm_cache, cache)
-                elapsed, out = project.run(project.env(db, variant, cache), *scenario.args, "-v", "2")
+                elapsed, out = project.run(
+                    project.env(db, variant, cache), *scenario.args, "-v", "2"
+                )
                 timings[variant].append(elapsed)
                 if variant == "warm":
                     floors.append(floor_seconds(out))
@@ -268,16 +304,22 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def summary(times: list[float]) -> dict:
-    return {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
-            "max": round(max(times), 3)}
+    return {
+        "median": round(statistics.median(times), 3),
+        "min": round(min(times), 3),
+        "max": round(max(times), 3),
+    }
 
 
 def cache_size(directory: Path) -> dict:
     files = [p for p in directory.rglob("*") if p.is_file()]
     apparent = sum(p.stat().st_size for p in files)
     allocated = sum(p.stat().st_blocks * 512 for p in files)
-    return {"files": len(files), "apparent_mb": round(apparent / 1e6, 1),
-            "on_disk_mb": round(allocated / 1e6, 1)}
+    return {
+        "files": len(files),
+        "apparent_mb": round(apparent / 1e6, 1),
+        "on_disk_mb": round(allocated / 1e6, 1),
+    }
 
 
 def format_row(name: str, entry: dict, variants: list[str]) -> str:
@@ -304,10 +346,12 @@ def table(results: dict, variants: list[str]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     extra = []
     if "warm from empty" in results:
-        extra.append(f"`statecache warm` from empty: {results['warm from empty']['median']:.2f} s; "
-                     f"cache: {results['cache size']['files']} files, "
-                     f"{results['cache size']['apparent_mb']} MB "
-                     f"({results['cache size']['on_disk_mb']} MB allocated)")
+        extra.append(
+            f"`statecache warm` from empty: {results['warm from empty']['median']:.2f} s; "
+            f"cache: {results['cache size']['files']} files, "
+            f"{results['cache size']['apparent_mb']} MB "
+            f"({results['cache size']['on_disk_mb']} MB allocated)"
+        )
     extra.append(f"`migrate --plan`: {results['migrate --plan']['median']:.2f} s")
     return "\n".join(lines + [""] + extra)
 
