@@ -32,6 +32,7 @@ from benchmarks.generate import SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
+PHASES = Path(__file__).resolve().parent / "phases.py"
 NEWAPP_MODELS = """from django.db import models
 
 
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, help="where to keep the project and databases")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument(
+        "--phases", action="store_true", help="also break each scenario down into phases"
+    )
     args = parser.parse_args(argv)
 
     import django
@@ -293,11 +297,32 @@ def main(argv: list[str] | None = None) -> dict:
         floor = statistics.median(plan_times) + (statistics.median(floors) if floors else 0.0)
         entry = {v: summary(t) for v, t in timings.items()}
         entry["floor"] = round(floor, 3)
+        if args.phases:
+            entry["phases"] = {}
+            for variant in variants:
+                db = work / f"run-{variant}.sqlite3"
+                shutil.copy(start, db)
+                cache = work / f"cache-{variant}"
+                shutil.rmtree(cache, ignore_errors=True)
+                if variant == "warm":
+                    shutil.copytree(warm_cache, cache)
+                result = subprocess.run(
+                    [sys.executable, str(PHASES), *scenario.args],
+                    cwd=project.path,
+                    env=project.env(db, variant, cache),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                entry["phases"][variant] = json.loads(result.stdout.strip().splitlines()[-1])
         results["scenarios"][scenario.name] = entry
         print(format_row(scenario.name, entry, variants), flush=True)
 
     print()
     print(table(results, variants))
+    if args.phases:
+        print()
+        print(phase_table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results
@@ -354,6 +379,29 @@ def table(results: dict, variants: list[str]) -> str:
         )
     extra.append(f"`migrate --plan`: {results['migrate --plan']['median']:.2f} s")
     return "\n".join(lines + [""] + extra)
+
+
+def phase_table(results: dict) -> str:
+    lines = []
+    for name, entry in results["scenarios"].items():
+        phases = entry.get("phases", {})
+        if not phases:
+            continue
+        variants = list(phases)
+        labels = sorted(
+            {label for p in phases.values() for label in p},
+            key=lambda label: -max(p.get(label, 0) for p in phases.values()),
+        )
+        lines += [
+            f"{name}:",
+            "| phase | " + " | ".join(variants) + " |",
+            "|---|" + "---|" * len(variants),
+        ]
+        for label in labels:
+            cells = [f"{phases[v].get(label, 0):.2f} s" for v in variants]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

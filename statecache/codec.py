@@ -160,7 +160,11 @@ class Encoder:
         except (OverflowError, TypeError, ValueError, RecursionError) as exc:
             raise Uncacheable(f"cannot encode {value!r}: {exc}")
 
-    def _ext(self, code: int, payload: Any) -> msgpack.ExtType:
+    def _ext(self, code: int, payload: Any) -> Any:
+        if self.fingerprint:
+            # Hashed, never decoded: a tagged list is unambiguous (no migration holds an
+            # ExtType) and saves packing every nested value separately.
+            return [msgpack.ExtType(code, b""), payload]
         return msgpack.ExtType(code, self.pack(payload))
 
     def _ref(self, obj: Any) -> msgpack.ExtType:
