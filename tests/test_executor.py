@@ -112,3 +112,36 @@ def test_a_corrupt_blob_is_a_miss_then_heals(databases, monkeypatch, caplog):
     misses = stats.misses
     migrate("default", "testapp", "0001")
     assert stats.misses == misses
+
+
+def test_an_unusable_cache_directory_never_stops_a_migration(
+    databases, monkeypatch, tmp_path, caplog
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("STATECACHE_DIR", str(blocker / "cache"))
+    replay._snapshots.clear()
+    enable(monkeypatch, True)
+    with caplog.at_level(logging.WARNING, logger="statecache"):
+        migrate("default", "testapp", "0001")
+    enable(monkeypatch, False)
+    migrate("other", "testapp", "0001")
+    assert schema(connections["default"]) == schema(connections["other"])
+    warnings = [r.getMessage() for r in caplog.records if "read-only" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+def test_system_checks_report_bad_settings(monkeypatch, tmp_path):
+    from django.core import checks
+
+    monkeypatch.setenv("STATECACHE_ENABLED", "maybe")
+    ids = {message.id for message in checks.run_checks()}
+    assert "statecache.E001" in ids
+    monkeypatch.setenv("STATECACHE_ENABLED", "1")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    monkeypatch.setenv("STATECACHE_DIR", str(a_file))
+    ids = {message.id for message in checks.run_checks()}
+    assert "statecache.E003" in ids and "statecache.E001" not in ids
+    monkeypatch.setenv("STATECACHE_DIR", str(a_file / "below"))
+    assert "statecache.W001" in {message.id for message in checks.run_checks()}
