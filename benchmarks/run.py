@@ -40,6 +40,13 @@ class Report(models.Model):
     title = models.CharField(max_length=100)
     created = models.DateTimeField(auto_now_add=True)
 """
+NEWAPP_SECOND = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("newapp", "0001_initial")]
+    operations = [migrations.AddField("report", "notes", models.TextField(default=""))]
+"""
 NEWAPP_MIGRATION = """from django.db import migrations, models
 
 
@@ -274,6 +281,21 @@ def main(argv: list[str] | None = None) -> dict:
             times.append(elapsed)
         results["warm from empty"] = summary(times)
         results["cache size"] = cache_size(warm_cache)
+        # One new migration, then warm again: only the states after it are computed.
+        second = project.path / "newapp" / "migrations" / "0002_notes.py"
+        times = []
+        try:
+            second.write_text(NEWAPP_SECOND)
+            for _ in range(args.runs):
+                cache = work / "cache-incremental"
+                shutil.rmtree(cache, ignore_errors=True)
+                shutil.copytree(warm_cache, cache)
+                elapsed, out = project.run(project.env(full, "warm", cache), "statecache", "warm")
+                times.append(elapsed)
+        finally:
+            second.unlink(missing_ok=True)
+        results["warm after one new migration"] = summary(times)
+        results["warm after one new migration"]["report"] = out.strip().splitlines()[-1]
     plan_times = [project.run(vanilla_env(full), "migrate", "--plan")[0] for _ in range(args.runs)]
     results["migrate --plan"] = summary(plan_times)
 
@@ -385,6 +407,12 @@ def table(results: dict, variants: list[str]) -> str:
             f"cache: {results['cache size']['files']} files, "
             f"{results['cache size']['apparent_mb']} MB "
             f"({results['cache size']['on_disk_mb']} MB allocated)"
+        )
+    if "warm after one new migration" in results:
+        incremental = results["warm after one new migration"]
+        extra.append(
+            f"`statecache warm` after one new migration: {incremental['median']:.2f} s "
+            f"({incremental['report']})"
         )
     extra.append(f"`migrate --plan`: {results['migrate --plan']['median']:.2f} s")
     return "\n".join(lines + [""] + extra)
