@@ -363,13 +363,19 @@ def _model_state_payload(state: ModelState) -> list[Any]:
 def encode_model_state(state: ModelState, *, check: bool = True) -> bytes:
     data = _encoder.pack(_model_state_payload(state))
     if check:
-        try:
-            decoded = decode_model_state(data)
-        except Exception as exc:
-            raise Uncacheable(f"{state!r} does not decode: {exc}")
-        if decoded != state or _encoder.pack(_model_state_payload(decoded)) != data:
-            raise Uncacheable(f"{state!r} does not round-trip exactly")
+        verify(state, data)
     return data
+
+
+def verify(state: ModelState, data: bytes) -> None:
+    """Raise Uncacheable unless `data` decodes to a state equal to `state` that encodes back
+    to the same bytes."""
+    try:
+        decoded = decode_model_state(data)
+    except Exception as exc:
+        raise Uncacheable(f"{state!r} does not decode: {exc}")
+    if decoded != state or _encoder.pack(_model_state_payload(decoded)) != data:
+        raise Uncacheable(f"{state!r} does not round-trip exactly")
 
 
 def decode_model_state(data: bytes) -> ModelState:

@@ -129,7 +129,7 @@ class Snapshots:
             if self.store.has_object(digest):
                 return digest
             # New bytes: prove the exact round trip before anyone can read them.
-            codec.encode_model_state(state, check=True)
+            codec.verify(state, data)
         except codec.Uncacheable as exc:
             self._uncacheable(state, exc)
             return None
