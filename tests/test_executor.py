@@ -145,3 +145,27 @@ def test_system_checks_report_bad_settings(monkeypatch, tmp_path):
     assert "statecache.E003" in ids and "statecache.E001" not in ids
     monkeypatch.setenv("STATECACHE_DIR", str(a_file / "below"))
     assert "statecache.W001" in {message.id for message in checks.run_checks()}
+
+
+def test_warm_reports_counts_and_computes_nothing_the_second_time(cache_dir):
+    out = io.StringIO()
+    call_command("statecache", "warm", stdout=out)
+    first = out.getvalue()
+    assert "states computed" in first and " 0 uncacheable" in first
+    out = io.StringIO()
+    call_command("statecache", "warm", stdout=out)
+    assert ", 0 states computed" in out.getvalue()
+    out = io.StringIO()
+    call_command("statecache", "status", "--json", stdout=out)
+    import json
+
+    status = json.loads(out.getvalue())
+    assert status["states_covered"] == status["states_total"] > 10
+    assert status["refs"] >= status["states_total"] - 1 and status["objects"] > 0
+
+
+def test_warm_on_an_unknown_database_is_a_clear_error(cache_dir):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="unknown database"):
+        call_command("statecache", "warm", "--database", "nope", stdout=io.StringIO())

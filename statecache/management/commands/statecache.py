@@ -8,7 +8,7 @@ import time
 
 import filelock
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from statecache import conf, replay
@@ -39,7 +39,12 @@ class Command(BaseCommand):
     def _plan(self, database: str) -> replay.StatePlan:
         if database not in connections:
             raise CommandError(f"unknown database {database!r}")
-        executor = MigrationExecutor(connections[database])
+        try:
+            # The database's applied migrations decide which squashed migrations replace
+            # their originals in the graph, so the graph is the one `migrate` will see there.
+            executor = MigrationExecutor(connections[database])
+        except DatabaseError as exc:
+            raise CommandError(f"cannot read the migrations of database {database!r}: {exc}")
         full_plan = executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
         return replay.StatePlan(executor.loader, full_plan)
 
