@@ -59,8 +59,9 @@ class StatePlan:
 
     def _nearest_cached(
         self, keys: Sequence[bytes | None], below: int
-    ) -> tuple[int, ProjectState, float]:
-        """The latest position < `below` whose state the cache has (else the empty state)."""
+    ) -> tuple[int, ProjectState, float, Snapshot | None]:
+        """The latest position <= `below` whose state the cache has, with its manifest (else
+        position 0 and the empty state)."""
         checked: set[bytes] = set()
         for q in range(below, -1, -1):
             key = keys[q]
@@ -72,8 +73,31 @@ class StatePlan:
             if self.cache.store.has_ref(key):
                 loaded = self.cache.load(key, self.loader.unmigrated_apps)
                 if loaded is not None:
-                    return q, loaded[0], loaded[1]
-        return 0, self.empty(), 0.0
+                    return q, loaded[0], loaded[1], self.cache.snapshot_of(key)
+        return 0, self.empty(), 0.0, None
+
+    def _advance(
+        self,
+        state: ProjectState,
+        start: int,
+        end: int,
+        mask: Sequence[bool],
+        changed: set[str] | None,
+    ) -> set[str] | None:
+        """Apply the masked migrations start..end-1 to `state` (Django's mutate_state, no
+        rendering); return the names of the models that may have changed since `changed`
+        started (None: any of them)."""
+        for i in range(start, end):
+            if not mask[i]:
+                continue
+            migration = self.migrations[i]
+            scope = _scope_before(migration, state) if changed is not None else None
+            migration.mutate_state(state, preserve=False)
+            if scope is None:
+                changed = None
+            elif changed is not None:
+                changed |= scope | _rename_referrers(migration, state)
+        return changed
 
     def states_at(
         self, mask: Sequence[bool], positions: Iterable[int], *, store: bool = True
@@ -84,6 +108,10 @@ class StatePlan:
         current: ProjectState | None = None
         current_pos = 0
         current_cost = 0.0
+        # The stored snapshot `current` started from, and what changed since: a miss is then
+        # stored as a small delta, encoding only the models the replay touched.
+        base: Snapshot | None = None
+        changed: set[str] | None = None
         for p in sorted(set(positions)):
             started = time.perf_counter()
             key = keys[p]
@@ -95,18 +123,19 @@ class StatePlan:
                     continue
                 self.cache.stats.misses += 1
             if current is None or current_pos > p:
-                current_pos, current, current_cost = (
-                    self._nearest_cached(keys, p) if key is not None else (0, self.empty(), 0.0)
-                )
+                if key is None:
+                    current_pos, current, current_cost, base = 0, self.empty(), 0.0, None
+                else:
+                    current_pos, current, current_cost, base = self._nearest_cached(keys, p)
+                changed = set() if base is not None else None
             replay_started = time.perf_counter()
-            for i in range(current_pos, p):
-                if mask[i]:
-                    self.migrations[i].mutate_state(current, preserve=False)
+            changed = self._advance(current, current_pos, p, mask, changed)
             current_cost += time.perf_counter() - replay_started
             current_pos = p
             state = current.clone()
             if store and key is not None:
-                self.cache.save(key, state, cost=current_cost)
+                base = self.cache.save(key, state, cost=current_cost, base=base, changed=changed)
+                changed = set() if base is not None else None
             result[p] = Fetched(state, False, time.perf_counter() - started, current_cost)
         return result
 
@@ -122,34 +151,24 @@ class StatePlan:
         counts["cached"] = len(keys) - len(missing) - counts["uncacheable"]
         if not missing:
             return counts
-        start, state, cost = self._nearest_cached(keys, missing[0])
-        base: Snapshot | None = self.cache.snapshot_of(keys[start])
+        start, state, cost, base = self._nearest_cached(keys, missing[0])
         missing_set = set(missing)
-        # Names of the models changed since `base`; None: encode every model again.
         changed: set[str] | None = set() if base is not None else None
         for p in range(start, len(keys)):
             if p in missing_set:
                 snapshot = self.cache.save(keys[p], state, cost=cost, base=base, changed=changed)
                 if snapshot is None:
                     counts["uncacheable"] += 1
-                    base, changed = None, None
                 else:
                     counts["computed"] += 1
-                    base, changed = snapshot, set()
+                base, changed = snapshot, (set() if snapshot is not None else None)
                 if progress:
                     progress(counts["computed"], len(missing))
             if p == len(self.migrations) or keys[p + 1] is None:
                 break
-            migration = self.migrations[p]
             started = time.perf_counter()
-            scope = _scope_before(migration, state)
-            migration.mutate_state(state, preserve=False)
+            changed = self._advance(state, p, p + 1, mask, changed)
             cost += time.perf_counter() - started
-            if changed is not None:
-                if scope is None:
-                    changed = None
-                else:
-                    changed |= scope | _rename_referrers(migration, state)
         return counts
 
 
