@@ -283,15 +283,19 @@ class Generator:
             spec.fields[ptr] = FieldSpec("ptr", {}, target=base.label, locked=True)
         else:
             spec.fields["id"] = FieldSpec("id", {}, locked=True)
-        for _ in range(self.rng.randint(1, 5)):
+        # Benchmark models are the size of real ones (a dozen fields, a few relations); the
+        # stress mix keeps them small so that tests stay fast.
+        scalars = self.rng.randint(1, 5) if self.stress else self.rng.randint(4, 14)
+        for _ in range(scalars):
             spec.fields[self.fresh("f")] = self.scalar_field()
         if self.stress and self.rng.random() < 0.6:
             spec.fields[self.fresh("code")] = FieldSpec(
                 "code", {"max_length": 20, "unique": True, "null": True}
             )
-        if self.rng.random() < 0.5:
+        relations = int(self.rng.random() < 0.5) if self.stress else self.rng.randint(0, 3)
+        for _ in range(relations):
             relation = self.relation_field(app)
-            if relation and relation.kind != "m2m":
+            if relation:
                 spec.fields[self.fresh("rel")] = relation
         fields = [(n, self.django_field(n, s, spec)) for n, s in spec.fields.items()]
         options: dict = {}
