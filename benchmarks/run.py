@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -94,15 +95,22 @@ class Project:
         )
         return env
 
-    def run(self, env: dict, *args: str, check: bool = True) -> tuple[float, str]:
+    def run(
+        self, env: dict, *args: str, check: bool = True, timeout: float | None = None
+    ) -> tuple[float, str]:
+        """Run manage.py; the elapsed time is inf when it ran out of `timeout`."""
         started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=self.path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        try:
+            result = subprocess.run(
+                [sys.executable, "manage.py", *args],
+                cwd=self.path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return float("inf"), ""
         elapsed = time.perf_counter() - started
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -174,7 +182,9 @@ class Scenario:
     then: str | None = None  # snapshot name to save the result under (from a vanilla run)
 
 
-def scenarios(project: Project, plan_order: list[str]) -> list[Scenario]:
+def scenarios(
+    project: Project, plan_order: list[str], zero_app: str | None = None
+) -> list[Scenario]:
     apps = {a: n for a, n in project.apps.items() if a not in ("newapp", "accounts")}
     # An app in the middle of the plan (by where its last migration sits).
     middle = plan_order[len(plan_order) // 2].split(".")[0]
@@ -182,6 +192,7 @@ def scenarios(project: Project, plan_order: list[str]) -> list[Scenario]:
         middle = max(apps, key=lambda a: len(apps[a]))
     longest = max(apps, key=lambda a: len(apps[a]))
     ten = min(10, len(apps[longest]) - 1)
+    zero = zero_app or longest
     return [
         Scenario("no-op migrate", "full", ["migrate"]),
         Scenario("report case: new app forwards", "full", ["migrate", "newapp"], then="newapp"),
@@ -196,11 +207,7 @@ def scenarios(project: Project, plan_order: list[str]) -> list[Scenario]:
         Scenario(
             f"{ten} steps back ({longest})", "full", ["migrate", longest, apps[longest][-1 - ten]]
         ),
-        Scenario(
-            f"{longest} zero ({len(apps[longest])} migrations)",
-            "full",
-            ["migrate", longest, "zero"],
-        ),
+        Scenario(f"{zero} zero ({len(apps[zero])} migrations)", "full", ["migrate", zero, "zero"]),
     ]
 
 
@@ -220,6 +227,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", default="vanilla,cold,warm,fastmig")
     parser.add_argument("--work", type=Path, help="where to keep the project and databases")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--zero-app", help="the app to migrate to zero (default: the longest)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="stop a run after this many seconds and report it as longer (default 900)",
+    )
     parser.add_argument(
         "--slow",
         type=float,
@@ -303,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     plan_times = [project.run(vanilla_env(full), "migrate", "--plan")[0] for _ in range(args.runs)]
     results["migrate --plan"] = summary(plan_times)
 
-    for scenario in scenarios(project, plan_order):
+    for scenario in scenarios(project, plan_order, args.zero_app):
         if args.only and args.only not in scenario.name:
             continue
         start = snapshots / f"{scenario.start}.sqlite3"
@@ -321,7 +335,11 @@ def main(argv: list[str] | None = None) -> dict:
                 if variant == "warm":
                     shutil.copytree(warm_cache, cache)
                 elapsed, out = project.run(
-                    project.env(db, variant, cache), *scenario.args, "-v", "2"
+                    project.env(db, variant, cache),
+                    *scenario.args,
+                    "-v",
+                    "2",
+                    timeout=args.timeout,
                 )
                 timings[variant].append(elapsed)
                 if variant == "warm":
@@ -351,10 +369,10 @@ def main(argv: list[str] | None = None) -> dict:
                 )
                 entry["phases"][variant] = json.loads(result.stdout.strip().splitlines()[-1])
         results["scenarios"][scenario.name] = entry
-        print(format_row(scenario.name, entry, variants), flush=True)
+        print(format_row(scenario.name, entry, variants, args.timeout), flush=True)
 
     print()
-    print(table(results, variants))
+    print(table(results, variants, args.timeout))
     if args.phases:
         print()
         print(phase_table(results))
@@ -364,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def summary(times: list[float]) -> dict:
+    """Median and range; a run that timed out is inf (JSON: Infinity), "> timeout" in tables."""
     return {
         "median": round(statistics.median(times), 3),
         "min": round(min(times), 3),
@@ -382,17 +401,32 @@ def cache_size(directory: Path) -> dict:
     }
 
 
-def format_row(name: str, entry: dict, variants: list[str]) -> str:
+def seconds(value: float, timeout: float) -> str:
+    return f"> {timeout:.0f} s" if math.isinf(value) else f"{value:.2f} s"
+
+
+def ratio(base: float, value: float, timeout: float) -> str:
+    if math.isinf(value):
+        return ""
+    if math.isinf(base):
+        return f" (> {timeout / value:.1f}×)"
+    return f" ({base / value:.1f}×)"
+
+
+def format_row(name: str, entry: dict, variants: list[str], timeout: float) -> str:
     base = entry["vanilla"]["median"] if "vanilla" in entry else None
     cells = []
     for variant in variants:
         m = entry[variant]
-        ratio = f" ({base / m['median']:.1f}x)" if base and variant != "vanilla" else ""
-        cells.append(f"{variant} {m['median']:.2f}s [{m['min']:.2f}-{m['max']:.2f}]{ratio}")
-    return f"{name}: " + ", ".join(cells) + f", floor {entry['floor']:.2f}s"
+        r = ratio(base, m["median"], timeout) if base and variant != "vanilla" else ""
+        cells.append(
+            f"{variant} {seconds(m['median'], timeout)} "
+            f"[{seconds(m['min'], timeout)} to {seconds(m['max'], timeout)}]{r}"
+        )
+    return f"{name}: " + ", ".join(cells) + f", floor {entry['floor']:.2f} s"
 
 
-def table(results: dict, variants: list[str]) -> str:
+def table(results: dict, variants: list[str], timeout: float) -> str:
     header = ["scenario", *variants, "floor"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in results["scenarios"].items():
@@ -400,8 +434,8 @@ def table(results: dict, variants: list[str]) -> str:
         cells = [name]
         for variant in variants:
             m = entry[variant]["median"]
-            ratio = f" ({base / m:.1f}×)" if base and variant != "vanilla" else ""
-            cells.append(f"{m:.2f} s{ratio}")
+            r = ratio(base, m, timeout) if base and variant != "vanilla" else ""
+            cells.append(f"{seconds(m, timeout)}{r}")
         cells.append(f"{entry['floor']:.2f} s")
         lines.append("| " + " | ".join(cells) + " |")
     extra = []
