@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
         default=60.0,
         help="after one round, stop repeating a scenario whose vanilla run took longer (s)",
     )
-    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument(
+        "--only", help="run only scenarios whose name contains one of these (comma-separated)"
+    )
     parser.add_argument(
         "--phases", action="store_true", help="also break each scenario down into phases"
     )
@@ -318,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["migrate --plan"] = summary(plan_times)
 
     for scenario in scenarios(project, plan_order, args.zero_app):
-        if args.only and args.only not in scenario.name:
+        if args.only and not any(part in scenario.name for part in args.only.split(",")):
             continue
         start = snapshots / f"{scenario.start}.sqlite3"
         timings: dict[str, list[float]] = {v: [] for v in variants}
