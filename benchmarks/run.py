@@ -45,7 +45,7 @@ NEWAPP_SECOND = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("newapp", "0001_initial")]
+    dependencies = [("{app}", "0001_initial")]
     operations = [migrations.AddField("report", "notes", models.TextField(default=""))]
 """
 NEWAPP_MIGRATION = """from django.db import migrations, models
@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
 """
 SETTINGS_TAIL = """
 # Added by benchmarks.run
-INSTALLED_APPS += ["newapp"]
+INSTALLED_APPS += ["{app}"]
 if os.environ.get("BENCH_FASTMIG") == "1":
     INSTALLED_APPS.insert(0, "fastmig")
 """
@@ -80,6 +80,7 @@ class Project:
     settings: str
     db_env: str
     apps: dict[str, list[str]] = field(default_factory=dict)
+    new_app: str = "alerts"
 
     def env(self, db: Path, variant: str, cache: Path) -> dict:
         env = dict(os.environ)
@@ -117,8 +118,12 @@ class Project:
         return elapsed, result.stdout
 
 
-def prepare(name: str, work: Path, seed: int) -> Project:
-    """The project, with an extra app `newapp` (one CreateModel) that is not applied."""
+def prepare(name: str, work: Path, seed: int, new_app: str = "alerts") -> Project:
+    """The project, with an extra app (one CreateModel) that is not applied: the report's case.
+
+    Its label decides where it sits in the plan: Django plans leaf nodes in label order, so
+    "alerts" (after "accounts", before "app00") comes early and unapplying it makes vanilla
+    Django replay almost the whole plan for the post-migrate state, as in the report."""
     path = work / "project"
     if name == "example":
         if not path.exists():
@@ -152,7 +157,8 @@ def prepare(name: str, work: Path, seed: int) -> Project:
             )
         project = Project(path, "genproject.settings", "GEN_DB")
         settings_file = path / "genproject" / "settings.py"
-    newapp = path / "newapp"
+    newapp = path / new_app
+    project.new_app = new_app
     if not newapp.exists():
         (newapp / "migrations").mkdir(parents=True)
         (newapp / "__init__.py").write_text("")
@@ -162,7 +168,7 @@ def prepare(name: str, work: Path, seed: int) -> Project:
         text = settings_file.read_text()
         if "import os" not in text:
             text = "import os\n" + text
-        settings_file.write_text(text + SETTINGS_TAIL)
+        settings_file.write_text(text + SETTINGS_TAIL.replace("{app}", new_app))
     for migrations in sorted(p for p in path.rglob("migrations") if (p / "__init__.py").exists()):
         names = sorted(p.stem for p in migrations.glob("0*.py") if "_squashed_" not in p.stem)
         project.apps[migrations.parent.name] = names
@@ -185,7 +191,7 @@ class Scenario:
 def scenarios(
     project: Project, plan_order: list[str], zero_app: str | None = None
 ) -> list[Scenario]:
-    apps = {a: n for a, n in project.apps.items() if a not in ("newapp", "accounts")}
+    apps = {a: n for a, n in project.apps.items() if a not in (project.new_app, "accounts")}
     # An app in the middle of the plan (by where its last migration sits).
     middle = plan_order[len(plan_order) // 2].split(".")[0]
     if middle not in apps or len(apps[middle]) < 2:
@@ -195,8 +201,12 @@ def scenarios(
     zero = zero_app or longest
     return [
         Scenario("no-op migrate", "full", ["migrate"]),
-        Scenario("report case: new app forwards", "full", ["migrate", "newapp"], then="newapp"),
-        Scenario("report case: new app back to zero", "newapp", ["migrate", "newapp", "zero"]),
+        Scenario(
+            "report case: new app forwards", "full", ["migrate", project.new_app], then="newapp"
+        ),
+        Scenario(
+            "report case: new app back to zero", "newapp", ["migrate", project.new_app, "zero"]
+        ),
         Scenario(
             f"one step back ({middle})",
             "full",
@@ -227,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", default="vanilla,cold,warm,fastmig")
     parser.add_argument("--work", type=Path, help="where to keep the project and databases")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--new-app", default="alerts", help="label of the report's new app")
     parser.add_argument("--zero-app", help="the app to migrate to zero (default: the longest)")
     parser.add_argument(
         "--timeout",
@@ -253,11 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
     version = django.get_version()
     work = (
         args.work
-        or Path(tempfile.gettempdir()) / f"statecache-bench-{args.project}-{args.seed}-{version}"
+        or Path(tempfile.gettempdir())
+        / f"statecache-bench-{args.project}-{args.seed}-{args.new_app}-{version}"
     )
     work.mkdir(parents=True, exist_ok=True)
     variants = [v for v in args.variants.split(",") if v != "fastmig" or fastmig_available()]
-    project = prepare(args.project, work, args.seed)
+    project = prepare(args.project, work, args.seed, args.new_app)
     print(
         f"project: {args.project} ({project.path}), Django {version}, "
         f"{sum(len(v) for v in project.apps.values())} migration files, "
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         tmp.unlink(missing_ok=True)
         build_env = project.env(tmp, builder, work / "unused")
         project.run(build_env, "migrate", "-v", "0")
-        project.run(build_env, "migrate", "newapp", "zero", "-v", "0")
+        project.run(build_env, "migrate", project.new_app, "zero", "-v", "0")
         tmp.rename(full)
     _, plan_text = project.run(vanilla_env(full), "showmigrations", "--plan", "-v", "1")
     plan_order = [line.split("]", 1)[1].strip() for line in plan_text.splitlines() if "]" in line]
@@ -302,10 +314,10 @@ def main(argv: list[str] | None = None) -> dict:
         results["warm from empty"] = summary(times)
         results["cache size"] = cache_size(warm_cache)
         # One new migration, then warm again: only the states after it are computed.
-        second = project.path / "newapp" / "migrations" / "0002_notes.py"
+        second = project.path / project.new_app / "migrations" / "0002_notes.py"
         times = []
         try:
-            second.write_text(NEWAPP_SECOND)
+            second.write_text(NEWAPP_SECOND.replace("{app}", project.new_app))
             for _ in range(args.runs):
                 cache = work / "cache-incremental"
                 shutil.rmtree(cache, ignore_errors=True)
