@@ -342,12 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
                 break  # one round is enough to show a ratio this large
             order = variants[run % len(variants) :] + variants[: run % len(variants)]
             for variant in order:
-                db = work / f"run-{variant}.sqlite3"
-                shutil.copy(start, db)
-                cache = work / f"cache-{variant}"
-                shutil.rmtree(cache, ignore_errors=True)
-                if variant == "warm":
-                    shutil.copytree(warm_cache, cache)
+                db, cache = fresh_files(work, start, variant, warm_cache)
                 elapsed, out = project.run(
                     project.env(db, variant, cache),
                     *scenario.args,
@@ -367,12 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.phases:
             entry["phases"] = {}
             for variant in variants:
-                db = work / f"run-{variant}.sqlite3"
-                shutil.copy(start, db)
-                cache = work / f"cache-{variant}"
-                shutil.rmtree(cache, ignore_errors=True)
-                if variant == "warm":
-                    shutil.copytree(warm_cache, cache)
+                db, cache = fresh_files(work, start, variant, warm_cache)
                 result = subprocess.run(
                     [sys.executable, str(PHASES), *scenario.args],
                     cwd=project.path,
@@ -393,6 +383,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results
+
+
+def fresh_files(work: Path, start: Path, variant: str, warm_cache: Path) -> tuple[Path, Path]:
+    """A copy of the starting database, and the cache a variant starts with (empty, or as
+    `statecache warm` left it)."""
+    db = work / f"run-{variant}.sqlite3"
+    shutil.copy(start, db)
+    cache = work / f"cache-{variant}"
+    shutil.rmtree(cache, ignore_errors=True)
+    if variant == "warm":
+        shutil.copytree(warm_cache, cache)
+    return db, cache
 
 
 def summary(times: list[float]) -> dict:
