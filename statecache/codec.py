@@ -128,6 +128,12 @@ def _tz_payload(tz: datetime.tzinfo | None) -> Any:
     raise Uncacheable(f"time zone {tz!r}")
 
 
+def _clock(value: datetime.datetime | datetime.time) -> list:
+    """The time-of-day part of a datetime or time, as decoding expects it."""
+    fields = [value.hour, value.minute, value.second, value.microsecond, value.fold]
+    return [*fields, _tz_payload(value.tzinfo)]
+
+
 def _tz_value(payload: Any) -> datetime.tzinfo | None:
     if payload is None:
         return None
@@ -202,34 +208,11 @@ class Encoder:
         if t is decimal.Decimal:
             return self._ext(DECIMAL, str(obj))
         if t is datetime.datetime:
-            return self._ext(
-                DATETIME,
-                [
-                    obj.year,
-                    obj.month,
-                    obj.day,
-                    obj.hour,
-                    obj.minute,
-                    obj.second,
-                    obj.microsecond,
-                    obj.fold,
-                    _tz_payload(obj.tzinfo),
-                ],
-            )
+            return self._ext(DATETIME, [obj.year, obj.month, obj.day, *_clock(obj)])
         if t is datetime.date:
             return self._ext(DATE, [obj.year, obj.month, obj.day])
         if t is datetime.time:
-            return self._ext(
-                TIME,
-                [
-                    obj.hour,
-                    obj.minute,
-                    obj.second,
-                    obj.microsecond,
-                    obj.fold,
-                    _tz_payload(obj.tzinfo),
-                ],
-            )
+            return self._ext(TIME, _clock(obj))
         if t is datetime.timedelta:
             return self._ext(TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
         if t is uuid.UUID:
