@@ -65,9 +65,7 @@ class StatePlan:
         checked: set[bytes] = set()
         for q in range(below, -1, -1):
             key = keys[q]
-            if key is None:
-                break  # nothing before an unfingerprintable migration is keyed either
-            if key in checked:
+            if key is None or key in checked:
                 continue
             checked.add(key)
             if self.cache.store.has_ref(key):
