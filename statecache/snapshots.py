@@ -11,7 +11,7 @@ models that really changed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgpack
 from django.db.migrations.state import ModelState, ProjectState
@@ -36,7 +36,6 @@ class Stats:
     written: int = 0
     uncacheable: int = 0
     blobs_written: int = 0
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
