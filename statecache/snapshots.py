@@ -113,7 +113,7 @@ class Snapshots:
 
     def _put_manifest(self, payload: bytes, entries: Entries, depth: int) -> Snapshot | None:
         digest, _ = self.store.put_object(MANIFEST, payload)
-        if not self.store.has_object(digest):
+        if digest is None:
             return None
         self._manifests[digest] = (dict(entries), depth)
         return Snapshot(digest, dict(entries), depth)
@@ -132,9 +132,9 @@ class Snapshots:
         except codec.Uncacheable as exc:
             self._uncacheable(state, exc)
             return None
-        digest, new = self.store.put_object(BLOB, data)
+        stored, new = self.store.put_object(BLOB, data)
         self.stats.blobs_written += new
-        return digest if new or self.store.has_object(digest) else None
+        return stored
 
     def _uncacheable(self, state: ModelState, exc: Exception) -> None:
         self.stats.uncacheable += 1

@@ -120,13 +120,16 @@ class Store:
             self._write_failed(exc)
             return False
 
-    def put_object(self, kind: bytes, payload: bytes) -> tuple[bytes, bool]:
-        """Store an object; return its hash and whether it was (re)written."""
+    def put_object(self, kind: bytes, payload: bytes) -> tuple[bytes | None, bool]:
+        """Store an object. Return its hash if the store now holds it (None if it could not
+        be written), and whether this call wrote it."""
         data = kind + payload
         digest = object_hash(data)
         if self.has_object(digest):
             return digest, False
-        return digest, self._write_atomic(self.object_path(digest), data)
+        if self._write_atomic(self.object_path(digest), data):
+            return digest, True
+        return None, False
 
     def has_object(self, digest: bytes) -> bool:
         """Whether a valid object is stored: a damaged one is removed and does not count, so
@@ -142,15 +145,13 @@ class Store:
         return True
 
     def set_ref(self, key: bytes, target: bytes, cost: float = 0.0) -> bool:
+        # An intact ref to the same manifest stays (with its recorded cost); a damaged one is
+        # discarded by get_ref and written again.
+        existing = self.get_ref(key)
+        if existing is not None and existing[0] == target:
+            return False
         body = REF_BODY.pack(REF, target, cost)
-        data = body + _ref_check(key, body)
-        path = self.ref_path(key)
-        try:
-            if path.read_bytes()[: len(REF) + HASH_SIZE] == data[: len(REF) + HASH_SIZE]:
-                return False
-        except OSError:
-            pass
-        return self._write_atomic(path, data)
+        return self._write_atomic(self.ref_path(key), body + _ref_check(key, body))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class Store:
         path = self.object_path(digest)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such entry
             return None
         except OSError as exc:
             self._warn_once("read", "statecache: cannot read %s (%s)", path, exc)
@@ -184,7 +185,7 @@ class Store:
         path = self.ref_path(key)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such entry
             return None
         except OSError as exc:
             self._warn_once("read", "statecache: cannot read %s (%s)", path, exc)

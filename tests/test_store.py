@@ -128,3 +128,14 @@ def test_a_missing_blob_makes_the_whole_state_a_miss(tmp_path, project_state):
     blob = next(store.iter_files("objects"))
     blob.unlink()
     assert Snapshots(store).load(key, set()) is None
+
+
+def test_a_damaged_ref_is_rewritten_by_the_next_write(tmp_path):
+    store = Store(tmp_path)
+    key, target = b"k" * 16, b"t" * 16
+    store.set_ref(key, target, 1.0)
+    path = store.ref_path(key)
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    assert store.set_ref(key, target, 2.0) is True
+    assert store.get_ref(key) == (target, 2.0)
+    assert store.set_ref(key, target, 3.0) is False, "an intact ref is left alone"
