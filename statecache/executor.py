@@ -17,7 +17,6 @@ database work falls back to Django's original method; after it, to a plain repla
 from __future__ import annotations
 
 import logging
-import time
 
 from django.db.migrations.executor import MigrationExecutor
 
@@ -111,15 +110,12 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
     still_applied = states_plan.mask(applied)
     post_mask = [mask[i] if i < last else still_applied[i] for i in range(len(mask))]
     end = len(states_plan.migrations)
-    started = time.perf_counter()
     try:
         post = states_plan.states_at(post_mask, [end])[end]
     except Exception:
         logger.exception("statecache: cannot store the post-migrate state; replaying it")
         post_state = states_plan.empty()
-        for migration, include in zip(states_plan.migrations, post_mask, strict=True):
-            if include:
-                migration.mutate_state(post_state, preserve=False)
+        states_plan.replay(post_state, 0, end, post_mask)
         return post_state
-    _say(self, f"post-migrate state: {_describe(post)} in {time.perf_counter() - started:.3f}s")
+    _say(self, f"post-migrate state: {_describe(post)}")
     return post.state

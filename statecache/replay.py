@@ -74,6 +74,10 @@ class StatePlan:
                     return q, loaded[0], loaded[1], self.cache.snapshot_of(key)
         return 0, self.empty(), 0.0, None
 
+    def replay(self, state: ProjectState, start: int, end: int, mask: Sequence[bool]) -> None:
+        """Apply the masked migrations start..end-1 to `state`, as Django does (no rendering)."""
+        self._advance(state, start, end, mask, None)
+
     def _advance(
         self,
         state: ProjectState,
