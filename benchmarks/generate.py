@@ -1007,8 +1007,12 @@ SETTINGS_PY = textwrap.dedent("""\
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
     DATABASES = {{
         "default": {{
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": os.environ.get("GEN_DB_ENGINE", "django.db.backends.sqlite3"),
             "NAME": os.environ.get("GEN_DB", str(BASE_DIR / "db.sqlite3")),
+            "HOST": os.environ.get("GEN_DB_HOST", ""),
+            "PORT": os.environ.get("GEN_DB_PORT", ""),
+            "USER": os.environ.get("GEN_DB_USER", ""),
+            "PASSWORD": os.environ.get("GEN_DB_PASSWORD", ""),
         }}
     }}
     STATECACHE_ENABLED = True

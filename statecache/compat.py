@@ -19,7 +19,7 @@ from collections.abc import Callable
 import django
 from django.db.migrations.executor import MigrationExecutor
 
-SUPPORTED = ((4, 2), (5, 2))
+SUPPORTED = ((4, 2), (5, 2), (6, 0), (6, 1))
 PATCHED = ("_create_project_state", "_migrate_all_backwards")
 
 _originals: dict[str, Callable] = {}

@@ -47,6 +47,7 @@ def environment(db: Path, cache: Path | None, extra: dict | None = None) -> dict
     env = dict(os.environ)
     env.update(
         GEN_DB=str(db),
+        GEN_RECORD=str(db.with_suffix(".observed.json")),
         PYTHONHASHSEED="0",
         STATECACHE_ENABLED="1" if cache is not None else "0",
         STATECACHE_DIR=str(cache or db.parent / "unused-cache"),
@@ -63,7 +64,7 @@ def manage(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def observe_all(project: Path, env: dict, commands: list[list[str]]) -> list[dict]:
     """Run commands one after the other in one process; what the harness recorded for each."""
-    out = Path(env["GEN_DB"]).with_suffix(".observed.json")
+    out = Path(env["GEN_RECORD"])
     argv = [word for command in commands for word in ("--", *command)]
     result = subprocess.run(
         [sys.executable, str(HARNESS), str(project), str(out), *argv],

@@ -5,8 +5,9 @@ a swappable custom user model, MTI, proxies, M2M with explicit through models, a
 class, callable defaults, RunPython and RunSQL, renames, a squashed migration) and a sequence
 of `migrate` commands (forwards, one step back, several steps back, `app zero`, forwards again,
 back again). Every command runs in its own process, three times: vanilla Django, statecache
-starting from an empty cache, statecache after `statecache warm`. Everything observable must be
-identical: output, errors, schema (sqlite_master and pragmas), the rows of django_migrations,
+starting from an empty cache, statecache after `statecache warm`, on SQLite and on each database
+server configured (tests/databases.py). Everything observable must be identical: output, errors,
+schema (sqlite_master and pragmas, or the server's catalog), the rows of django_migrations,
 django_content_type and auth_permission, the states handed to pre_migrate and post_migrate, and
 the state MigrationExecutor.migrate returns.
 """
@@ -19,6 +20,7 @@ import shutil
 import django
 import pytest
 
+from tests.databases import Databases, available, backend_params
 from tests.projects import (
     FIXTURES,
     app_migrations,
@@ -80,6 +82,15 @@ def assert_same(expected: dict, actual: dict, what: str) -> None:
             pytest.fail(f"{what}: {first_difference(expected[key], actual[key], key)}")
 
 
+@pytest.fixture(params=backend_params())
+def databases(request, tmp_path):
+    """Databases of their own for this test, on SQLite and on each configured server."""
+    available(request.param)
+    created = Databases(request.param, tmp_path)
+    yield created
+    created.drop_all()
+
+
 @pytest.fixture(scope="session")
 def projects(tmp_path_factory):
     base = tmp_path_factory.mktemp("projects")
@@ -91,13 +102,13 @@ def projects(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed,apps,models,migrations", SCENARIOS)
-def test_migrate_matches_vanilla(projects, tmp_path, seed, apps, models, migrations):
+def test_migrate_matches_vanilla(projects, databases, tmp_path, seed, apps, models, migrations):
     project = projects(seed, apps, models, migrations)
     commands = scenario(project, seed)
     results = {}
     for variant in ("vanilla", "cold", "warm"):
         cache = None if variant == "vanilla" else tmp_path / f"cache-{variant}"
-        env = environment(tmp_path / f"{variant}.sqlite3", cache)
+        env = environment(tmp_path / f"{variant}.sqlite3", cache, databases.env(variant))
         if variant == "warm":
             warmed = manage(project, env, "statecache", "warm")
             assert warmed.returncode == 0, warmed.stderr
@@ -117,16 +128,20 @@ def test_migrate_matches_vanilla(projects, tmp_path, seed, apps, models, migrati
 
 
 @pytest.mark.parametrize("seed", [21, 22, 23])
-def test_every_step_back_matches_vanilla(projects, tmp_path, seed):
+def test_every_step_back_matches_vanilla(projects, databases, tmp_path, seed):
     """Unapply the busiest app one migration at a time (each rollback sees a different mix of
     operations and of models depending on them), in one process, as test suites do."""
     project = projects(seed, 4, 20, 90)
     apps = app_migrations(project)
     app = max(apps, key=lambda name: len(apps[name]))
     commands = walk(project, app)
-    vanilla = observe_all(project, environment(tmp_path / "vanilla.sqlite3", None), commands)
+    vanilla = observe_all(
+        project, environment(tmp_path / "vanilla.sqlite3", None, databases.env("vanilla")), commands
+    )
     cached = observe_all(
-        project, environment(tmp_path / "cached.sqlite3", tmp_path / "cache"), commands
+        project,
+        environment(tmp_path / "cached.sqlite3", tmp_path / "cache", databases.env("cached")),
+        commands,
     )
     for command, expected, actual in zip(commands, vanilla, cached):
         assert_same(expected, actual, " ".join(command))
@@ -136,15 +151,19 @@ def test_every_step_back_matches_vanilla(projects, tmp_path, seed):
     ]
 
 
-def test_rollbacks_that_reach_other_models_match_vanilla(tmp_path):
+def test_rollbacks_that_reach_other_models_match_vanilla(databases, tmp_path):
     """Hand-written: unapplying changes to columns that other apps' foreign keys point at (a
     to_field target, primary keys, a renamed model and renamed fields, M2M and through models,
     a multi-table child and a proxy) needs the referencing models rendered too."""
     project = shutil.copytree(FIXTURES / "reach", tmp_path / "reach")
     commands = walk(project, "core")
-    vanilla = observe_all(project, environment(tmp_path / "vanilla.sqlite3", None), commands)
+    vanilla = observe_all(
+        project, environment(tmp_path / "vanilla.sqlite3", None, databases.env("vanilla")), commands
+    )
     cached = observe_all(
-        project, environment(tmp_path / "cached.sqlite3", tmp_path / "cache"), commands
+        project,
+        environment(tmp_path / "cached.sqlite3", tmp_path / "cache", databases.env("cached")),
+        commands,
     )
     for command, expected, actual in zip(commands, vanilla, cached):
         assert_same(expected, actual, " ".join(command))
