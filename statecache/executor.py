@@ -27,10 +27,11 @@ logger = logging.getLogger("statecache")
 
 
 def _say(executor: MigrationExecutor, message: str) -> None:
-    """Print at `migrate -v 2` and above (through the command's own progress callback)."""
+    """Print at `migrate -v 3` (through the command's own progress callback): Django's own
+    tests and users' scripts read `-v 2` output, which must stay exactly Django's."""
     logger.debug(message)
     command = getattr(executor.progress_callback, "__self__", None)
-    if command is not None and getattr(command, "verbosity", 1) >= 2:
+    if command is not None and getattr(command, "verbosity", 1) >= 3:
         command.stdout.write("    statecache: " + message)
 
 

@@ -109,10 +109,6 @@ class Databases:
             self.backend.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def backend_params() -> list:
-    return [pytest.param(backend, id=backend.name) for backend in BACKENDS]
-
-
 def available(backend: Backend) -> None:
     """Skip when the server is not configured; fail when it is configured but unreachable."""
     if backend is SQLITE:

@@ -20,7 +20,7 @@ import shutil
 import django
 import pytest
 
-from tests.databases import Databases, available, backend_params
+from tests.databases import BACKENDS, SQLITE, Databases, available
 from tests.projects import (
     FIXTURES,
     app_migrations,
@@ -42,6 +42,21 @@ SCENARIOS = [
     (15, 6, 30, 110),
     (16, 4, 20, 80),
 ]
+
+# On the database servers (slower per command) a subset runs: every kind of test, fewer seeds.
+ON_SERVERS = {(11, 3, 12, 45), (13, 5, 25, 90), (16, 4, 20, 80), 21}
+
+
+def on_backends(cases: list) -> list:
+    """Each case on SQLite; the cases of ON_SERVERS on the servers too."""
+    params = []
+    for backend in BACKENDS:
+        for case in cases:
+            if backend is SQLITE or case in ON_SERVERS:
+                values = case if isinstance(case, tuple) else (case,)
+                params.append(pytest.param(backend, *values, id=f"{backend.name}-{values[0]}"))
+    return params
+
 
 OBSERVED = ("error", "stdout", "schema", "rows", "signals", "returned")
 
@@ -82,7 +97,7 @@ def assert_same(expected: dict, actual: dict, what: str) -> None:
             pytest.fail(f"{what}: {first_difference(expected[key], actual[key], key)}")
 
 
-@pytest.fixture(params=backend_params())
+@pytest.fixture
 def databases(request, tmp_path):
     """Databases of their own for this test, on SQLite and on each configured server."""
     available(request.param)
@@ -101,7 +116,10 @@ def projects(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("seed,apps,models,migrations", SCENARIOS)
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "databases,seed,apps,models,migrations", on_backends(SCENARIOS), indirect=["databases"]
+)
 def test_migrate_matches_vanilla(projects, databases, tmp_path, seed, apps, models, migrations):
     project = projects(seed, apps, models, migrations)
     commands = scenario(project, seed)
@@ -118,16 +136,21 @@ def test_migrate_matches_vanilla(projects, databases, tmp_path, seed, apps, mode
         for command, expected, actual in zip(commands, results["vanilla"], results[variant]):
             assert_same(expected, actual, f"{variant} {' '.join(command)}")
     # The cache was really used: a warm cache from the first rollback on (it served every
-    # pre-state of it), a cold one from the second (the first stored what it computed).
+    # pre-state of it), a cold one from the second (the first stored what it computed). Not
+    # after a command that failed half-way (generated histories are not all reversible on
+    # PostgreSQL and MariaDB, for vanilla Django alike): its database matches no stored plan.
     for variant, start in (("warm", 1), ("cold", 2)):
-        for command, record in list(zip(commands, results[variant]))[start:]:
-            assert record["statecache"]["hits"] > 0, (variant, command)
+        records = list(zip(commands, results[variant]))
+        for (command, record), (_, previous) in zip(records[start:], records[start - 1 :]):
+            if previous["error"] is None:
+                assert record["statecache"]["hits"] > 0, (variant, command)
     first_back = results["warm"][1]["statecache"]
     assert first_back["hits"] >= 2 and first_back["misses"] <= 1, first_back
     assert results["vanilla"][0]["statecache"] is None
 
 
-@pytest.mark.parametrize("seed", [21, 22, 23])
+@pytest.mark.slow
+@pytest.mark.parametrize("databases,seed", on_backends([21, 22, 23]), indirect=["databases"])
 def test_every_step_back_matches_vanilla(projects, databases, tmp_path, seed):
     """Unapply the busiest app one migration at a time (each rollback sees a different mix of
     operations and of models depending on them), in one process, as test suites do."""
@@ -146,11 +169,14 @@ def test_every_step_back_matches_vanilla(projects, databases, tmp_path, seed):
     for command, expected, actual in zip(commands, vanilla, cached):
         assert_same(expected, actual, " ".join(command))
     # Each rollback after the first found the state the previous one stored.
-    assert all(record["statecache"]["hits"] >= 1 for record in cached[2:]), [
-        (r["command"], r["statecache"]) for r in cached
-    ]
+    assert all(
+        record["statecache"]["hits"] >= 1
+        for record, previous in zip(cached[2:], cached[1:])
+        if previous["error"] is None
+    ), [(r["command"], r["statecache"]) for r in cached]
 
 
+@pytest.mark.parametrize("databases", [pytest.param(b, id=b.name) for b in BACKENDS], indirect=True)
 def test_rollbacks_that_reach_other_models_match_vanilla(databases, tmp_path):
     """Hand-written: unapplying changes to columns that other apps' foreign keys point at (a
     to_field target, primary keys, a renamed model and renamed fields, M2M and through models,

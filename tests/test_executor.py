@@ -82,11 +82,12 @@ def test_verbose_migrate_explains_hits_and_renders(databases, monkeypatch):
     enable(monkeypatch, True)
     migrate("default", "testapp", "0002")
     migrate("default")
-    output = migrate("default", "testapp", "0002", verbosity=2)
+    output = migrate("default", "testapp", "0002", verbosity=3)
     assert "statecache: state of the applied migrations: hit" in output
     assert "testapp.0003_rename: pre-state hit" in output
     assert "rendered" in output and "post-migrate state: hit" in output
-    assert "statecache" not in migrate("default", "testapp", "0001", verbosity=1)
+    # `-v 2` output is Django's alone (Django's own tests compare it).
+    assert "statecache" not in migrate("default", "testapp", "0001", verbosity=2)
 
 
 def test_a_corrupt_blob_is_a_miss_then_heals(databases, monkeypatch, caplog):

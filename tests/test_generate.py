@@ -11,6 +11,7 @@ from tests.projects import app_migrations, environment, generate, manage
 # Seeds whose histories vanilla Django unapplies to zero. Not every seed does yet: the small
 # benchmark mix with seed 3 has an AlterUniqueTogether whose index outlives its column when
 # unapplied on SQLite (open; see the README's limits).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stress,seed", [(False, 2), (True, 1)], ids=["benchmark-mix", "stress-mix"]
 )
