@@ -1,15 +1,17 @@
 """Everything that depends on the Django version lives here.
 
-statecache replaces two private methods of `MigrationExecutor` whose signatures and meaning
-are the same on every supported Django:
+statecache replaces two private methods of `MigrationExecutor` and one public method of
+`MigrationLoader`, whose signatures and meaning are the same on every supported Django:
 
-- `_create_project_state(self, with_applied_migrations=False)`
-- `_migrate_all_backwards(self, plan, full_plan, fake)`
+- `MigrationExecutor._create_project_state(self, with_applied_migrations=False)`
+- `MigrationExecutor._migrate_all_backwards(self, plan, full_plan, fake)`
+- `MigrationLoader.project_state(self, nodes=None, at_end=True)`
 
 What differs between versions is what Django does inside them (4.2 computes the post-migrate
-state with every model rendered and re-rendered on each mutation; 5.1+ drops the render first),
-and statecache replaces that whole part, so no branch is needed yet. New Django releases are
-refused until they have been checked, because the executor is private API.
+state with every model rendered and re-rendered on each mutation; 5.1+ drops the render first;
+6.1 keeps unique_together as a set of tuples after a removal), and statecache replaces that
+whole part (and its codec keeps sets and tuples exactly), so no branch is needed yet. New Django
+releases are refused until they have been checked, because the executor is private API.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from collections.abc import Callable
 
 import django
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 
 SUPPORTED = ((4, 2), (5, 2), (6, 0), (6, 1))
-PATCHED = ("_create_project_state", "_migrate_all_backwards")
 
-_originals: dict[str, Callable] = {}
+_originals: dict[tuple[type, str], Callable] = {}
 
 
 def django_version() -> tuple[int, int]:
@@ -37,29 +39,33 @@ def supported_text() -> str:
     return ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED)
 
 
-def original(name: str) -> Callable:
-    return _originals.get(name) or getattr(MigrationExecutor, name)
+def original(name: str, owner: type = MigrationExecutor) -> Callable:
+    return _originals.get((owner, name)) or getattr(owner, name)
+
+
+def _replacements() -> dict[tuple[type, str], Callable]:
+    from . import executor, loader
+
+    return {
+        (MigrationExecutor, "_create_project_state"): executor.create_project_state,
+        (MigrationExecutor, "_migrate_all_backwards"): executor.migrate_all_backwards,
+        (MigrationLoader, "project_state"): loader.project_state,
+    }
 
 
 def install() -> bool:
-    """Replace the executor's methods (once); False on an unsupported Django."""
+    """Replace the methods (once); False on an unsupported Django."""
     if _originals:
         return True
     if not is_supported():
         return False
-    from . import executor
-
-    replacements = {
-        "_create_project_state": executor.create_project_state,
-        "_migrate_all_backwards": executor.migrate_all_backwards,
-    }
-    for name in PATCHED:
-        _originals[name] = getattr(MigrationExecutor, name)
-        setattr(MigrationExecutor, name, replacements[name])
+    for (owner, name), function in _replacements().items():
+        _originals[(owner, name)] = getattr(owner, name)
+        setattr(owner, name, function)
     return True
 
 
 def uninstall() -> None:
-    for name, function in _originals.items():
-        setattr(MigrationExecutor, name, function)
+    for (owner, name), function in _originals.items():
+        setattr(owner, name, function)
     _originals.clear()

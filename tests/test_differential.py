@@ -15,6 +15,7 @@ the state MigrationExecutor.migrate returns.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import django
@@ -193,3 +194,36 @@ def test_rollbacks_that_reach_other_models_match_vanilla(databases, tmp_path):
     )
     for command, expected, actual in zip(commands, vanilla, cached):
         assert_same(expected, actual, " ".join(command))
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["models-match", "models-changed"])
+def test_noop_migrate_checks_for_model_changes_like_vanilla(projects, tmp_path, changed):
+    """With nothing to apply, migrate compares the graph's end state (from the cache) with the
+    models: the same notice about changes without migrations, in the same cases."""
+    project = shutil.copytree(projects(11, 3, 12, 45), tmp_path / "project")
+    if changed:
+        models_py = sorted(project.glob("app*/models.py"))[0]
+        source = models_py.read_text()
+        first_model = re.search(r"^class \w+\(models\.Model\):\n", source, re.M)
+        models_py.write_text(
+            source[: first_model.end()]
+            + "    probe = models.IntegerField(default=0)\n"
+            + source[first_model.end() :]
+        )
+    commands = [["migrate"], ["migrate"], ["migrate"]]
+    results = {}
+    for variant in ("vanilla", "cold", "warm"):
+        cache = None if variant == "vanilla" else tmp_path / f"cache-{variant}"
+        env = environment(tmp_path / f"{variant}.sqlite3", cache)
+        if variant == "warm":
+            assert manage(project, env, "statecache", "warm").returncode == 0
+        results[variant] = [observe(project, env, *command) for command in commands]
+    notice = "have changes that are not yet reflected in a migration"
+    assert (notice in results["vanilla"][1]["stdout"]) is changed
+    for variant in ("cold", "warm"):
+        for command, expected, actual in zip(commands, results["vanilla"], results[variant]):
+            assert_same(expected, actual, f"{variant} {' '.join(command)}")
+    # Both states of a no-op run (the applied migrations', the graph's end) come from the
+    # cache once it has them: warm from the start, cold from the second no-op.
+    assert results["warm"][1]["statecache"] == {"hits": 2, "misses": 0}
+    assert results["cold"][2]["statecache"] == {"hits": 2, "misses": 0}

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 
 from statecache import compat, replay
 from tests.harness import dump_state, schema
@@ -39,6 +40,31 @@ def test_the_executor_methods_are_replaced():
     assert MigrationExecutor._migrate_all_backwards.__module__ == "statecache.executor"
     assert MigrationExecutor._create_project_state.__module__ == "statecache.executor"
     assert compat.original("_migrate_all_backwards").__module__ == "django.db.migrations.executor"
+    assert MigrationLoader.project_state.__module__ == "statecache.loader"
+    assert compat.original("project_state", MigrationLoader).__module__ == (
+        "django.db.migrations.loader"
+    )
+
+
+@pytest.mark.parametrize("connected", [True, False], ids=["migrate", "makemigrations"])
+def test_the_graph_end_state_comes_from_the_cache(cache_dir, monkeypatch, connected):
+    """`loader.project_state()` (migrate's check for model changes, makemigrations' starting
+    state) equals Django's replay, model order included, and is a hit the second time."""
+    connection = connections["default"] if connected else None
+    enable(monkeypatch, False)
+    expected = dump_state(MigrationLoader(connection).project_state())
+    partial = dump_state(MigrationLoader(connection).project_state(("testapp", "0002_more")))
+    enable(monkeypatch, True)
+    stats = replay.snapshots().stats
+    hits, misses = stats.hits, stats.misses
+    assert dump_state(MigrationLoader(connection).project_state()) == expected
+    assert (stats.hits, stats.misses) == (hits, misses + 1)
+    assert dump_state(MigrationLoader(connection).project_state()) == expected
+    assert (stats.hits, stats.misses) == (hits + 1, misses + 1)
+    # Any other call is Django's own.
+    loader = MigrationLoader(connection)
+    assert dump_state(loader.project_state(("testapp", "0002_more"))) == partial
+    assert (stats.hits, stats.misses) == (hits + 1, misses + 1)
 
 
 def test_flag_off_touches_no_cache(databases, monkeypatch):
