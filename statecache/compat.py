@@ -1,8 +1,10 @@
 """Everything that depends on the Django version lives here.
 
 statecache replaces two private methods of `MigrationExecutor` and one public method of
-`MigrationLoader`, whose signatures and meaning are the same on every supported Django:
+`MigrationLoader`, and wraps `MigrationExecutor.migrate`, whose signatures and meaning are the
+same on every supported Django:
 
+- `MigrationExecutor.migrate(self, targets, plan=None, state=None, fake=False, fake_initial=False)`
 - `MigrationExecutor._create_project_state(self, with_applied_migrations=False)`
 - `MigrationExecutor._migrate_all_backwards(self, plan, full_plan, fake)`
 - `MigrationLoader.project_state(self, nodes=None, at_end=True)`
@@ -47,6 +49,7 @@ def _replacements() -> dict[tuple[type, str], Callable]:
     from . import executor, loader
 
     return {
+        (MigrationExecutor, "migrate"): executor.migrate,
         (MigrationExecutor, "_create_project_state"): executor.create_project_state,
         (MigrationExecutor, "_migrate_all_backwards"): executor.migrate_all_backwards,
         (MigrationLoader, "project_state"): loader.project_state,

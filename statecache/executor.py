@@ -17,10 +17,11 @@ database work falls back to Django's original method; after it, to a plain repla
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db.migrations.executor import MigrationExecutor
 
-from . import compat, conf, render
+from . import compat, conf, registry, render
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -65,6 +66,39 @@ def create_project_state(self: MigrationExecutor, with_applied_migrations: bool 
         return original(self, with_applied_migrations)
     _say(self, f"state of the applied migrations: {_describe(fetched)}")
     return fetched.state
+
+
+def migrate(
+    self: MigrationExecutor, targets, plan=None, state=None, fake=False, fake_initial=False
+):
+    """Django's `migrate`, remembering the state it was handed: a backwards run ignores it, but
+    `migrate` hands the pre-migrate state with its rendered registry, which
+    `migrate_all_backwards` turns into the post-migrate registry."""
+    original = compat.original("migrate")
+    self._statecache_incoming = state
+    try:
+        return original(self, targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial)
+    finally:
+        self._statecache_incoming = None
+
+
+def _adopt_registry(self: MigrationExecutor, post) -> None:
+    incoming = getattr(self, "_statecache_incoming", None)
+    if incoming is None:
+        return
+    started = time.perf_counter()
+    try:
+        rerendered = registry.adopt(incoming, post.state)
+    except Exception:
+        logger.exception("statecache: cannot reuse the pre-migrate registry; rendering")
+        return
+    if rerendered is not None:
+        _say(
+            self,
+            f"post-migrate registry: the pre-migrate one with {rerendered} of "
+            f"{len(post.state.models)} models re-rendered "
+            f"({time.perf_counter() - started:.3f}s)",
+        )
 
 
 def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
@@ -119,4 +153,5 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
         states_plan.replay(post_state, 0, end, post_mask)
         return post_state
     _say(self, f"post-migrate state: {_describe(post)}")
+    _adopt_registry(self, post)
     return post.state

@@ -196,3 +196,28 @@ def test_warm_on_an_unknown_database_is_a_clear_error(cache_dir):
 
     with pytest.raises(CommandError, match="unknown database"):
         call_command("statecache", "warm", "--database", "nope", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("target", ["0002_more", "0001_initial", "zero"])
+def test_the_post_migrate_registry_is_the_pre_migrate_one_updated(databases, monkeypatch, target):
+    """After a rollback, `post_migrate` gets the pre-migrate registry with the changed models
+    re-rendered: the same models, fields, options and order as Django's fresh render."""
+    from django.db.models.signals import post_migrate
+
+    from tests.harness import dump_apps
+
+    seen = {}
+
+    def receiver(sender, apps, using, **kwargs):
+        seen.setdefault(using, dump_apps(apps))
+
+    post_migrate.connect(receiver, weak=False)
+    try:
+        enable(monkeypatch, False)
+        migrate("other", "testapp", target)
+        enable(monkeypatch, True)
+        output = migrate("default", "testapp", target, verbosity=3)
+    finally:
+        post_migrate.disconnect(receiver)
+    assert "post-migrate registry: the pre-migrate one with" in output
+    assert seen["default"] == seen["other"]

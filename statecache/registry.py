@@ -1,0 +1,133 @@
+"""The post-migrate registry of a backwards `migrate`, from the pre-migrate one.
+
+`migrate` renders every model for `pre_migrate`, and after a rollback it renders every model
+again for `post_migrate`. The two states differ only in the models the unapplied migrations
+changed, so the post-migrate registry here is a clone of the pre-migrate one in which Django's
+own `ProjectState.reload_models` re-renders the models whose state differs (with everything
+related to them, recursively, as Django does during a migration), and the models that are gone
+are unregistered. Each app's models are then put in the order a fresh render lists them (state
+order, auto-created through models before their model, models waiting for a base after the
+rest), because receivers such as contenttypes and auth create rows in that order.
+"""
+
+from __future__ import annotations
+
+from django.db.migrations.state import (
+    AppConfigStub,
+    ProjectState,
+    StateApps,
+    get_related_models_recursive,
+)
+
+ModelKey = tuple[str, str]
+
+
+def _labels(state: ProjectState) -> set[str]:
+    return {app_label for app_label, _ in state.models}
+
+
+def _base_keys(model_state) -> set[ModelKey]:
+    keys = set()
+    for base in model_state.bases:
+        if isinstance(base, str):
+            app_label, _, name = base.partition(".")
+            keys.add((app_label, name.lower()))
+        elif hasattr(base, "_meta"):
+            keys.add((base._meta.app_label, base._meta.model_name))
+    return keys
+
+
+def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
+    """The order in which `StateApps(real_apps, state.models)` registers the state's models."""
+    order: list[ModelKey] = []
+    pending = list(state.models.items())
+    done: set[ModelKey] = set()
+    while pending:
+        waiting = []
+        for key, model_state in pending:
+            if not (_base_keys(model_state) & set(state.models)) <= done:
+                waiting.append((key, model_state))
+                continue
+            model = apps.all_models[key[0]][key[1]]
+            for field in model._meta.local_many_to_many:
+                through = field.remote_field.through
+                if isinstance(through, type) and through._meta.auto_created:
+                    order.append((through._meta.app_label, through._meta.model_name))
+            order.append(key)
+            done.add(key)
+        if len(waiting) == len(pending):
+            raise ValueError("cannot order models whose bases never render")
+        pending = waiting
+    return order
+
+
+def _reorder(apps: StateApps, order: list[ModelKey]) -> None:
+    for app_label, models in apps.all_models.items():
+        wanted = [name for label, name in order if label == app_label and name in models]
+        rest = [name for name in models if name not in set(wanted)]
+        items = [(name, models[name]) for name in [*wanted, *rest]]
+        models.clear()  # in place: the app config stub holds this very dict
+        models.update(items)
+    apps.clear_cache()
+
+
+def _restub(apps: StateApps, labels: set[str]) -> None:
+    """The app stubs a fresh render has: one per label, sorted (StateApps.__init__)."""
+    stubs = {}
+    for label in sorted(labels):
+        stub = apps.app_configs.get(label)
+        if stub is None:
+            stub = AppConfigStub(label)
+            stub.apps = apps
+            stub.import_models()
+        stubs[label] = stub
+    for label in set(apps.app_configs) - labels:
+        apps.all_models.pop(label, None)
+    apps.app_configs = stubs
+
+
+def adopt(source: ProjectState, target: ProjectState) -> int | None:
+    """Give `target` a registry built from `source`'s rendered one; return how many models
+    were re-rendered, or None when `source` has no registry to offer (`target` then renders
+    as Django does)."""
+    rendered = source.__dict__.get("apps")
+    if not isinstance(rendered, StateApps) or source.real_apps != target.real_apps:
+        return None
+    changed = [
+        key
+        for key in dict.fromkeys([*source.models, *target.models])
+        if key not in source.models
+        or key not in target.models
+        or source.models[key] != target.models[key]
+    ]
+    apps = rendered.clone()
+    gone = [key for key in changed if key not in target.models]
+    related: set[ModelKey] = set()
+    for key in gone:
+        try:
+            related |= get_related_models_recursive(apps.get_model(*key))
+        except LookupError:
+            pass
+    with apps.bulk_update():
+        for key in gone:
+            apps.unregister_model(*key)
+        _restub(apps, {*target.real_apps, *_labels(target)})
+    target.__dict__["apps"] = apps
+    try:
+        reload = [key for key in changed if key in target.models]
+        reload += [key for key in related if key in target.models and key not in reload]
+        before = {key: model for key, model in _registered(apps)}
+        target.reload_models(reload, delay=False)
+        _reorder(apps, fresh_render_order(target, apps))
+    except Exception:
+        del target.__dict__["apps"]
+        raise
+    return sum(1 for key, model in _registered(apps) if before.get(key) is not model)
+
+
+def _registered(apps: StateApps) -> list[tuple[ModelKey, type]]:
+    return [
+        ((app_label, name), model)
+        for app_label, models in apps.all_models.items()
+        for name, model in models.items()
+    ]
