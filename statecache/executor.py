@@ -1,14 +1,15 @@
 """The hook: Django's MigrationExecutor, with states from the cache instead of replays.
 
-Two private methods of `MigrationExecutor` are replaced (see compat.py), so that `migrate`, any
-subclass of it, test-database creation and tools that drive the executor directly all go
+Two private methods of `MigrationExecutor` are replaced and `migrate` wrapped (compat.py), so any
+subclass of the command, test-database creation and tools that drive the executor directly go
 through statecache. With STATECACHE_ENABLED off they call Django's originals and nothing else.
 
 - `_create_project_state(with_applied_migrations=True)`: the state of the applied migrations,
   which `migrate` builds on every run for `pre_migrate`, comes from the cache.
 - `_migrate_all_backwards`: each migration's pre-state comes from the cache; the registry handed
   to `Migration.unapply` holds only the models its operations can reach (render.py); the
-  post-migrate state is the cached (or replayed, never rendered) state of what stays applied.
+  post-migrate state is the cached (or replayed, never rendered) state of what stays applied,
+  and its registry is the pre-migrate one that `migrate` passed in, updated (registry.py).
 
 The database work is Django's own `unapply_migration`. A failure inside statecache before any
 database work falls back to Django's original method; after it, to a plain replay.
