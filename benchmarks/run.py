@@ -216,6 +216,8 @@ def scenarios(
             f"{ten} steps back ({longest})", "full", ["migrate", longest, apps[longest][-1 - ten]]
         ),
         Scenario(f"{zero} zero ({len(apps[zero])} migrations)", "full", ["migrate", zero, "zero"]),
+        # What creating a test database does: the whole plan, forwards, from nothing.
+        Scenario("whole plan from an empty database", "empty", ["migrate"]),
     ]
 
 
@@ -298,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
             "0",
         )
         tmp.rename(full)
+    (snapshots / "empty.sqlite3").touch()  # an empty file is an empty SQLite database
     _, plan_text = project.run(vanilla_env(full), "showmigrations", "--plan", "-v", "1")
     plan_order = [line.split("]", 1)[1].strip() for line in plan_text.splitlines() if "]" in line]
 
