@@ -108,9 +108,15 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
             related |= get_related_models_recursive(apps.get_model(*key))
         except LookupError:
             pass
+    # What the gone models leave behind that no state model will render again: themselves and
+    # the auto-created many-to-many models tied to them (an owner that stays is re-rendered
+    # below, with its own).
+    real = {(model.app_label, model.name_lower) for model in apps.real_models}
+    stale = {key for key in {*gone, *related} if key not in target.models and key not in real}
     with apps.bulk_update():
-        for key in gone:
-            apps.unregister_model(*key)
+        for key in stale:
+            if key[1] in apps.all_models.get(key[0], {}):
+                apps.unregister_model(*key)
         _restub(apps, {*target.real_apps, *_labels(target)})
     target.__dict__["apps"] = apps
     try:
