@@ -7,14 +7,21 @@ import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from statecache import keys
 from statecache import store as store_module
 from statecache.snapshots import MAX_DEPTH, Snapshots
 from statecache.store import BLOB, MANIFEST, Store
 
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
 
 @pytest.fixture
 def project_state():
-    return MigrationLoader(connection).project_state()
+    loader = MigrationLoader(connection)
+    # As every run does before it reads the cache: fingerprinting the graph is what lets
+    # decoding import the classes its migrations use.
+    keys.fingerprints(loader, loader.graph.nodes.values())
+    return loader.project_state()
 
 
 def test_objects_are_content_addressed_and_verified(tmp_path):
@@ -88,7 +95,8 @@ def test_temporary_files_never_look_like_entries(tmp_path):
     digest, _ = store.put_object(BLOB, b"payload")
     leftovers = list((store.base / "tmp").iterdir())
     assert leftovers == []
-    assert sorted(p.name for p in store.base.iterdir()) == ["objects", "tmp"]
+    assert sorted(p.name for p in store.base.iterdir()) == ["lock", "objects", "tmp"]
+    assert (tmp_path / "CACHEDIR.TAG").read_bytes().startswith(CACHEDIR_SIGNATURE)
     assert digest.hex()[2:] in os.listdir(store.object_path(digest).parent)
 
 
