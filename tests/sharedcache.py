@@ -73,8 +73,8 @@ class Project:
         return manage(self.dir, self.env(cache, **extra), *args)
 
 
-@pytest.fixture(scope="session")
-def projects(tmp_path_factory) -> dict[str, Project]:
+@pytest.fixture(scope="session", name="projects")
+def projects_fixture(tmp_path_factory) -> dict[str, Project]:
     root = tmp_path_factory.mktemp("projects")
     return {name: Project(root, name) for name in PROJECTS}
 
@@ -138,7 +138,8 @@ class Half:
 
 def fdopen(fd, mode="r", *a, **k):
     handle = real_fdopen(fd, mode, *a, **k)
-    if kind == "kill-mid-write" and mode == "wb" and "/v1/tmp/" in os.readlink(f"/proc/self/fd/{fd}"):
+    target = os.readlink(f"/proc/self/fd/{fd}")
+    if kind == "kill-mid-write" and mode == "wb" and "/v1/tmp/" in target:
         return Half(handle)
     return handle
 

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.sharedcache import Project, projects, scan  # noqa: F401 - fixture
+from tests.sharedcache import Project, projects_fixture, scan  # noqa: F401 - fixture
 
 HOLD = r"""
 import sys, time
