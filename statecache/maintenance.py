@@ -174,6 +174,7 @@ def clear(store: Store) -> None:
 class VerifyReport:
     checked: int = 0
     unreadable: int = 0
+    healed: int = 0
     different: list[str] = field(default_factory=list)
 
 
@@ -185,7 +186,8 @@ def describe_position(plan: StatePlan, position: int) -> str:
 
 
 def verify(plan: StatePlan, sample: int | None = None, seed: int | None = None) -> VerifyReport:
-    """Compare the cached states of the current graph with Django's own replay of it."""
+    """Compare the cached states of the current graph with Django's own replay of it; a state
+    that cannot be read (damaged) is stored again from the replay."""
     mask = [True] * len(plan.migrations)
     keys = plan.keys.running(mask)
     store = plan.cache.store
@@ -201,8 +203,10 @@ def verify(plan: StatePlan, sample: int | None = None, seed: int | None = None) 
         plan.replay(state, at, position, mask)
         at = position
         loaded = plan.cache.load(keys[position], plan.loader.unmigrated_apps)
-        if loaded is None:
+        if loaded is None:  # damaged (and now removed): store the replayed state instead
             report.unreadable += 1
+            if plan.cache.save(keys[position], state.clone()) is not None:
+                report.healed += 1
             continue
         report.checked += 1
         cached = loaded[0]

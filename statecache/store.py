@@ -148,24 +148,33 @@ class Store:
     def lock(self, timeout: float = -1) -> filelock.FileLock:
         """The exclusive lock of destructive commands (clear, prune): it waits until no writer
         is in the middle of a state, and while it is held writers store nothing."""
-        self._mkdirs(self.base)
-        return filelock.FileLock(str(self.lock_path), timeout=timeout, mode=self.file_mode)
+        return self._file_lock(self.lock_path, timeout)
 
     def warm_lock(self, timeout: float = -1) -> filelock.FileLock:
         """Taken by `warm` only, so that concurrent warms take turns instead of racing."""
+        return self._file_lock(self.base / "warm.lock", timeout)
+
+    def _file_lock(self, path: Path, timeout: float) -> filelock.FileLock:
         self._mkdirs(self.base)
-        return filelock.FileLock(str(self.base / "warm.lock"), timeout=timeout, mode=self.file_mode)
+        with contextlib.suppress(OSError):  # created with the store's mode, for the team
+            os.close(self._open_shared(path))
+        return filelock.FileLock(str(path), timeout=timeout, mode=self.file_mode)
+
+    def _open_shared(self, path: Path) -> int:
+        """Open (creating) a file every writer of the store opens: locks and counters."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, self.file_mode)
+        except PermissionError:  # another user's file, read-only to us
+            return os.open(path, os.O_RDONLY)
+        if self.umask is not None:
+            with contextlib.suppress(OSError):  # only the owner may; theirs is right already
+                os.fchmod(fd, self.file_mode)
+        return fd
 
     def _shared_fd(self) -> int | None:
         if self._lock_fd is None:
             self._mkdirs(self.base)
-            try:
-                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, self.file_mode)
-            except PermissionError:  # a lock file of another user, read-only to us
-                self._lock_fd = os.open(self.lock_path, os.O_RDONLY)
-            if self.umask is not None:
-                with contextlib.suppress(OSError):
-                    os.fchmod(self._lock_fd, self.file_mode)
+            self._lock_fd = self._open_shared(self.lock_path)
         return self._lock_fd
 
     @contextlib.contextmanager
@@ -424,7 +433,7 @@ class Store:
             try:
                 self._mkdirs(self.base / "stats")
                 path = self.base / "stats" / f"{os.getpid() % STATS_SHARDS:x}"
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, self.file_mode)
+                fd = self._open_shared(path)
                 with os.fdopen(fd, "r+b") as handle:
                     if fcntl is not None:
                         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

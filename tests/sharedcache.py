@@ -7,6 +7,7 @@ The projects and the processes come from tests/projects.py; nothing here replace
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from statecache.snapshots import Snapshots
 from statecache.store import Store
-from tests.projects import app_migrations, environment, generate, manage, observe
+from tests.projects import HARNESS, app_migrations, environment, generate, manage, observe
 from tests.test_differential import assert_same
 
 # seed, apps, models, migrations: about 30 migrations, a second to migrate from scratch.
@@ -47,13 +48,6 @@ class Project:
         app = sorted(apps)[index % len(apps)]
         return ("migrate", app, apps[app][-1 - steps])
 
-    def db(self, tag: str = "db") -> Path:
-        """A fresh copy of the fully migrated database."""
-        self._count += 1
-        target = self.work / f"{tag}-{self._count}.sqlite3"
-        shutil.copy(self.base_db, target)
-        return target
-
     def env(self, cache: Path | None, db: Path | None = None, **extra: str) -> dict:
         return environment(db or self.db(), cache, extra)
 
@@ -71,6 +65,47 @@ class Project:
 
     def manage(self, cache: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
         return manage(self.dir, self.env(cache, **extra), *args)
+
+    def relocated(self, root: Path) -> Project:
+        """The same project (and vanilla references) in a directory every user can read,
+        with databases every user can write: for processes run as another user."""
+        root.chmod(0o755)
+        clone = object.__new__(Project)
+        clone.__dict__.update(self.__dict__)
+        clone.dir = root / self.name
+        shutil.copytree(self.dir, clone.dir)
+        clone.work = root / f"{self.name}-work"
+        clone.work.mkdir()
+        clone.work.chmod(0o777)
+        clone.base_db = clone.work / "base.sqlite3"
+        shutil.copy(self.base_db, clone.base_db)
+        clone.base_db.chmod(0o666)
+        for path in clone.dir.rglob("*"):
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        return clone
+
+    def db(self, tag: str = "db") -> Path:
+        """A fresh copy of the fully migrated database (writable by every user)."""
+        self._count += 1
+        target = self.work / f"{tag}-{self._count}.sqlite3"
+        shutil.copy(self.base_db, target)
+        target.chmod(0o666)
+        return target
+
+    def observe_as(self, prefix: list[str], cache: Path, *command: str, **extra: str) -> dict:
+        """observe(), in a process started through `prefix` (setpriv to another user)."""
+        env = self.env(cache, **extra)
+        out = Path(env["GEN_DB"]).with_suffix(".observed.json")
+        result = subprocess.run(
+            [*prefix, sys.executable, str(HARNESS), str(self.dir), str(out), "--", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        record = json.loads(out.read_text())[0]
+        record["stderr"] = result.stderr
+        return record
 
 
 @pytest.fixture(scope="session", name="projects")
@@ -115,9 +150,9 @@ calls = [0]
 real_replace, real_fdopen = os.replace, os.fdopen
 
 def replace(src, dst, *a, **k):
-    if "/v1/tmp/" in str(src):
+    if kind == "kill-before-rename" and "/v1/tmp/" in str(src):
         calls[0] += 1
-        if kind == "kill-before-rename" and calls[0] == n:
+        if calls[0] == n:
             os.kill(os.getpid(), signal.SIGKILL)
     return real_replace(src, dst, *a, **k)
 
@@ -177,6 +212,13 @@ def can_mount() -> bool:
         return True
     finally:
         probe.rmdir()
+
+
+def as_nobody() -> list[str] | None:
+    """A command prefix that runs a process as `nobody` (group `nogroup`), when we are root."""
+    if not is_root() or not shutil.which("setpriv"):
+        return None
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def statecache_warnings(stderr: str) -> list[str]:

@@ -230,7 +230,8 @@ class Command(BaseCommand):
         report = maintenance.verify(plan, sample, seed)
         self.stdout.write(
             f"statecache verify: {report.checked} cached states compared with a replay, "
-            f"{len(report.different)} different, {report.unreadable} unreadable (misses), "
+            f"{len(report.different)} different, {report.unreadable} unreadable "
+            f"({report.healed} recomputed and stored), "
             f"in {time.perf_counter() - started:.2f}s"
         )
         for where in report.different:
