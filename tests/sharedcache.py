@@ -215,10 +215,23 @@ def can_mount() -> bool:
 
 
 def as_nobody() -> list[str] | None:
-    """A command prefix that runs a process as `nobody` (group `nogroup`), when we are root."""
+    """A command prefix that runs a process as `nobody` (group `nogroup`), when we are root.
+
+    The process keeps one capability, CAP_DAC_READ_SEARCH, so that it can read the Python
+    installation wherever root keeps it (/root/.pyenv here); every write is checked against
+    the file's permissions like any other user's."""
     if not is_root() or not shutil.which("setpriv"):
         return None
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    prefix = [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    ]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import django"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
 
 
 def statecache_warnings(stderr: str) -> list[str]:

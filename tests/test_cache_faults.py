@@ -2,10 +2,12 @@
 
 Every fault is real: processes are SIGKILLed, files are damaged on disk, a read-only bind
 mount, a full tmpfs (ENOSPC) and a directory another user cannot write deny the writes (as
-root, permissions do not deny anything, so those processes run as `nobody` through setpriv;
-tests that need root or mount say so when they skip). Each test checks that the migration
-observes exactly what vanilla Django does, and that the cache recovers: what is stored
-afterwards is valid (`statecache verify`) and serves the same rollback without a miss.
+root, permissions do not deny anything, so those processes run as `nobody` through setpriv,
+keeping only the capability to read: see sharedcache.as_nobody). Tests that need root or
+mount say so when they skip; none uses a simulated failing write layer. Each test checks
+that the migration observes exactly what vanilla Django does, and that the cache recovers:
+what is stored afterwards is valid (`statecache verify`) and serves the same rollback
+without a miss.
 """
 
 from __future__ import annotations
@@ -266,7 +268,7 @@ def test_permission_denied_while_writing_never_stops_a_migration(projects, world
     """The refs directory belongs to another user: blobs are written, then the ref is denied."""
     nobody = as_nobody()
     if nobody is None and is_root():
-        pytest.skip("as root, permissions deny nothing and setpriv is missing")
+        pytest.skip("as root, permissions deny nothing, and setpriv cannot run us as nobody")
     p1 = projects["p1"].relocated(world_dir)
     cache = world_dir / "cache"
     command = p1.back(0)
