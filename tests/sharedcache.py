@@ -108,10 +108,17 @@ class Project:
         return record
 
 
+_projects: dict[str, Project] = {}
+
+
 @pytest.fixture(scope="session", name="projects")
 def projects_fixture(tmp_path_factory) -> dict[str, Project]:
-    root = tmp_path_factory.mktemp("projects")
-    return {name: Project(root, name) for name in PROJECTS}
+    """Built once per session, whichever test module asks first (each module imports this
+    fixture, and pytest would otherwise build it once per module)."""
+    if not _projects:
+        root = tmp_path_factory.mktemp("projects")
+        _projects.update((name, Project(root, name)) for name in PROJECTS)
+    return _projects
 
 
 def scan(cache: Path) -> dict:

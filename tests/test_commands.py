@@ -154,8 +154,12 @@ def test_prune_max_size_keeps_the_most_recently_used(warm):
     assert store.sizes()["bytes"] == report["bytes_kept"]
 
 
-def test_clear_removes_the_entries(warm):
-    assert "cleared" in run("clear")
+def test_clear_removes_the_entries_and_leaves_other_formats_alone(warm):
+    newer = warm / f"v{STORE_VERSION + 1}"
+    (newer / "refs").mkdir(parents=True)
+    assert status()["other_formats"] == [newer.name]
+    assert newer.name in run("clear")
+    assert (newer / "refs").is_dir()
     assert scan(warm)["refs"] == 0 and scan(warm)["objects"] == 0
     assert status()["states_covered"] == 0
 
