@@ -148,7 +148,7 @@ def scan(cache: Path) -> dict:
 
 # Runs manage.py after installing a fault: FAULT=kill-before-rename:N SIGKILLs the process at
 # the Nth rename of a finished temporary file into the cache; FAULT=kill-mid-write:N writes
-# half of the Nth file and SIGKILLs the process.
+# half of the Nth file written anywhere in the cache and SIGKILLs the process.
 LAUNCHER = r"""
 import os, runpy, signal, sys
 kind, _, n = os.environ["FAULT"].partition(":")
@@ -181,7 +181,7 @@ class Half:
 def fdopen(fd, mode="r", *a, **k):
     handle = real_fdopen(fd, mode, *a, **k)
     target = os.readlink(f"/proc/self/fd/{fd}")
-    if kind == "kill-mid-write" and mode == "wb" and "/v1/tmp/" in target:
+    if kind == "kill-mid-write" and mode == "wb" and "/v1/" in target:
         return Half(handle)
     return handle
 

@@ -71,8 +71,8 @@ def test_a_writer_killed_mid_write_leaves_nothing_a_reader_takes(projects, tmp_p
     for fault in ("kill-mid-write:12", "kill-before-rename:40"):
         killed = manage_with_fault(p1, p1.env(cache), fault, "statecache", "warm")
         assert killed.returncode == -9, (fault, killed.stderr)
+        assert scan(cache)["bad"] == [], f"{fault}: no entry a reader can see is damaged"
     found = scan(cache)
-    assert found["bad"] == [], "no entry a reader can see is damaged"
     assert len(found["tmp"]) == 2, "the two killed writes left their temporary files"
     assert 0 < found["refs"] < 32
 
