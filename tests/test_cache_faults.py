@@ -351,3 +351,24 @@ def test_group_shared_mode_lets_another_user_write(projects, world_dir):
     again = p1.observe_as(nobody, cache, *command, **shared)
     assert again["statecache"]["misses"] == 0
     recovered(p1, cache, command)
+
+
+def test_a_directory_the_user_cannot_write_is_a_check_warning(projects, tmp_path):
+    nobody = as_nobody()
+    if nobody is None:
+        pytest.skip("needs root and setpriv to run `check` as a user the directory denies")
+    p1 = projects["p1"]
+    cache = tmp_path / "cache"
+    (cache / f"v{STORE_VERSION}").mkdir(parents=True)
+    cache.chmod(0o755)
+    env = p1.env(cache)
+    checked = subprocess.run(
+        [*nobody, os.sys.executable, "manage.py", "check"],
+        cwd=p1.dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr  # a warning: migrate still runs
+    assert "statecache.W001" in checked.stderr, checked.stderr
+    assert "statecache.W001" not in p1.manage(cache, "check").stderr, "root may write it"
