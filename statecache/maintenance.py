@@ -62,7 +62,9 @@ def prune(
 ) -> PruneReport:
     """Remove states not in `keep` (when given), states unused for `older_than` seconds, then
     the least recently used states until the entries fit in `max_size` bytes; always damaged
-    entries, objects no remaining state needs and stale temporary files."""
+    entries and the states that need them, objects no remaining state needs and stale
+    temporary files. Reads every manifest and blob a state needs (not `status`: prune is the
+    maintenance that may)."""
     store = snapshots.store
     if dry_run:  # reading would remove damaged files: read through a store that cannot
         reader = Store(store.root, signing_key=store.signing_key, umask=store.umask)
@@ -93,12 +95,13 @@ def prune(
 
     live: list[_Ref] = []
     dropped: list[_Ref] = []
+    valid: dict[bytes, bool] = {}
     for path in store.iter_files("refs"):
         found = _size(path)
         if found is None:
             continue
         ref = _Ref(store.digest_of(path), path, *found)
-        needs = _needs(snapshots, ref.key, objects)
+        needs = _needs(snapshots, ref.key, objects, valid)
         too_old = older_than is not None and ref.used < now - older_than
         if needs is None or too_old or (keep is not None and ref.key not in keep):
             dropped.append(ref)
@@ -146,9 +149,13 @@ def prune(
 
 
 def _needs(
-    snapshots: Snapshots, key: bytes | None, objects: dict[bytes, tuple[Path, int]]
+    snapshots: Snapshots,
+    key: bytes | None,
+    objects: dict[bytes, tuple[Path, int]],
+    valid: dict[bytes, bool],
 ) -> tuple[bytes, ...] | None:
-    """The objects a ref needs (its manifest chain and blobs), or None if it is unusable."""
+    """The objects a ref needs (its manifest chain and blobs), or None if it is unusable: one
+    of them missing or damaged (each blob is read and checked once, `valid` remembers)."""
     if key is None:
         return None
     ref = snapshots.store.get_ref(key)
@@ -159,7 +166,12 @@ def _needs(
     if chain is None or resolved is None:
         return None
     needs = (*chain, *resolved[0].values())
-    if any(digest not in objects for digest in needs):
+    for digest in resolved[0].values():  # the chain's manifests were just read and checked
+        if digest not in valid:
+            valid[digest] = digest in objects and snapshots.store.has_object(digest)
+        if not valid[digest]:
+            return None
+    if any(digest not in objects for digest in chain):
         return None
     return needs
 

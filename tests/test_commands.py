@@ -185,3 +185,21 @@ def test_settings_are_checked(monkeypatch, tmp_path):
     with override_settings(STATECACHE_UMASK=True, STATECACHE_SIGNING_KEY=b"\0" * 4):
         ids = {m.id for m in checks.run_checks()}
         assert {"statecache.E005", "statecache.E006"} <= ids
+
+
+def test_prune_removes_a_damaged_blob_and_the_states_that_need_it(warm):
+    store = replay.snapshots().store
+    before = status()["states_covered"]
+    blob = max(store.iter_files("objects"), key=lambda p: p.stat().st_size)  # a ModelState
+    blob.write_bytes(blob.read_bytes()[:-1])
+    dry = json.loads(run("prune", "--dry-run", "--json"))
+    assert dry["refs_removed"] >= 1 and dry["objects_removed"] >= 1 and blob.exists()
+    report = json.loads(run("prune", "--json"))
+    assert report["refs_removed"] == dry["refs_removed"] and not blob.exists()
+    found = scan(warm)
+    assert found["bad"] == [] and found["refs"] == found["states"]
+    assert status()["states_covered"] == before - report["refs_removed"]
+    replay.snapshots()._manifests.clear()
+    assert ", 0 states computed" not in run("warm")
+    assert status()["states_covered"] == before
+    assert "0 different, 0 unreadable" in run("verify")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -154,12 +155,14 @@ class Command(BaseCommand):
 
         store = plan.cache.store
         try:
-            with store.warm_lock(timeout=600):
+            lock = store.warm_lock(timeout=600)
+        except OSError:  # a read-only directory: nothing to take turns for
+            lock = contextlib.nullcontext()
+        try:
+            with lock:
                 counts = plan.warm(progress)
         except filelock.Timeout:
             raise CommandError("another warm has held the cache for 10 minutes; try again")
-        except OSError:  # no lock file in a read-only directory: warm alone
-            counts = plan.warm(progress)
         plan.cache.flush_stats()
         elapsed = time.perf_counter() - started
         if not store.writable:
@@ -268,10 +271,11 @@ class Command(BaseCommand):
             applied = {k for k in executor.loader.applied_migrations if k in plan.keys.index}
             keep |= set(plan.keys.running(plan.mask(applied)))
             keep.discard(None)
-        store, lock = self._exclusive(timeout)
+        store = replay.snapshots().store
         if not store.base.exists():
             report = maintenance.PruneReport()
         else:
+            store, lock = self._exclusive(timeout)
             try:
                 with lock:
                     report = maintenance.prune(
