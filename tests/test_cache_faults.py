@@ -64,6 +64,8 @@ def world_dir():
 
 
 def test_a_writer_killed_mid_write_leaves_nothing_a_reader_takes(projects, tmp_path):
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("the fault launcher finds the file being written through /proc/self/fd")
     p1 = projects["p1"]
     cache = tmp_path / "cache"
     command = p1.back(0)
