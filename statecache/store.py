@@ -112,6 +112,7 @@ class Store:
         self._prepared = False
         self._dirs: set[Path] = set()
         self._lock_fd: int | None = None
+        self._lock_pid = 0
         self._write_depth = 0
         self._write_ok = False
 
@@ -172,9 +173,12 @@ class Store:
         return fd
 
     def _shared_fd(self) -> int | None:
-        if self._lock_fd is None:
+        # flock belongs to the open file description, which a forked child (the test runner's
+        # --parallel workers) would share with its parent: each process opens its own.
+        if self._lock_fd is None or self._lock_pid != os.getpid():
             self._mkdirs(self.base)
             self._lock_fd = self._open_shared(self.lock_path)
+            self._lock_pid = os.getpid()
         return self._lock_fd
 
     @contextlib.contextmanager

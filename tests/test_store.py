@@ -247,3 +247,17 @@ def test_writers_store_nothing_while_the_exclusive_lock_is_held(tmp_path, caplog
     assert store.writable, "busy is not broken: the next write goes through"
     assert any("being cleared or pruned" in r.getMessage() for r in caplog.records)
     assert store.put_object(BLOB, b"x")[1] is True
+
+
+def test_a_forked_child_locks_through_its_own_file_description(tmp_path):
+    store = Store(tmp_path)
+    store.put_object(BLOB, b"x")  # opens the lock file in the parent
+    parent_fd = store._lock_fd
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        with store.writing():
+            os.write(write, b"1" if store._lock_fd != parent_fd else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
