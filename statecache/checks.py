@@ -1,14 +1,22 @@
-"""System checks for statecache's settings (run by `manage.py check` and before `migrate`)."""
+"""System checks for statecache's settings (run by `manage.py check` and before `migrate`).
+
+Django runs the checks of installed apps only, and nothing of statecache is imported unless
+`statecache` is in INSTALLED_APPS, so "the flag is on but the app is not installed" cannot be
+reported by statecache itself: without the app the flag is inert, the cache untouched and the
+`statecache` command unknown (which is the visible symptom). The README says so where the flag
+is documented.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
 from . import compat, conf
+from .store import STORE_VERSION
 
 
 @checks.register()
@@ -28,6 +36,23 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                     str(exc), hint="statecache is off until this is fixed.", id="statecache.E001"
                 )
             )
+    for setting, parse, ident, hint in (
+        ("STATECACHE_UMASK", conf.parse_umask, "statecache.E005", "The umask is not applied."),
+        (
+            "STATECACHE_SIGNING_KEY",
+            conf.parse_signing_key,
+            "statecache.E006",
+            "statecache is off until this is fixed.",
+        ),
+    ):
+        for name, value in (
+            (setting, getattr(settings, setting, None)),
+            (f"{setting} (environment)", os.environ.get(setting)),
+        ):
+            try:
+                parse(value, name)
+            except conf.SettingError as exc:
+                errors.append(checks.Error(str(exc), hint=hint, id=ident))
     try:
         directory = conf.cache_dir()
     except conf.SettingError as exc:
@@ -58,15 +83,18 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                     id="statecache.E004",
                 )
             )
-        if not apps.is_installed("statecache"):  # pragma: no cover - checks need the app
-            errors.append(checks.Error("statecache is not in INSTALLED_APPS", id="statecache.E005"))
     return errors
 
 
-def _creatable(directory) -> bool:
+def _creatable(directory: Path) -> bool:
+    """Whether the directory (and its format directory, if there) can be written, or its
+    nearest existing ancestor can receive it."""
     probe = directory
     while not probe.exists():
         if probe.parent == probe:
             return False
         probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+        return False
+    base = directory / f"v{STORE_VERSION}"
+    return not base.exists() or (base.is_dir() and os.access(base, os.W_OK | os.X_OK))

@@ -5,6 +5,11 @@ deconstruction: the class by import path plus the constructor arguments, recursi
 Django writes migrations and clones fields. A value that cannot be written that way raises
 `Uncacheable`; `encode_model_state` also decodes what it wrote and refuses anything that does
 not come back equal and re-encode to the same bytes, so a cached state is never a guess.
+
+Decoding what the cache holds imports and calls only what the migration graph itself uses: the
+import paths its operations reference (collected when keys.py fingerprints them, see `allow`)
+and Django's own field, manager, index, constraint, expression and validator classes from
+modules already imported. Any other path raises `Disallowed` before anything is imported.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import functools
 import importlib
 import pathlib
 import re
+import sys
 import types
 import uuid
 import zoneinfo
@@ -35,6 +41,63 @@ CODEC_VERSION = 1
 
 class Uncacheable(Exception):
     """A value that cannot be encoded exactly."""
+
+
+class Disallowed(ValueError):
+    """A decoded value names an import path the migration graph does not use."""
+
+
+# Import paths ("module:qualname" for refs, dotted for managers) that the loaded migration
+# graphs reference; filled by keys.migration_fingerprint for every migration it fingerprints.
+_allowed: set[str] = set()
+
+
+def allow(paths: set[str] | frozenset[str]) -> None:
+    _allowed.update(paths)
+
+
+def _split(path: str) -> tuple[str, str]:
+    if ":" in path:
+        module, _, qualname = path.partition(":")
+    else:
+        module, _, qualname = path.rpartition(".")
+    return module, qualname
+
+
+@functools.cache
+def _django_kinds() -> tuple[type, ...]:
+    from django.db.models import BaseConstraint, Index, Model, Q, QuerySet
+    from django.db.models.expressions import BaseExpression, Combinable
+
+    return (
+        models.Field,
+        BaseManager,
+        QuerySet,
+        Index,
+        BaseConstraint,
+        BaseExpression,
+        Combinable,
+        Q,
+        Model,
+    )
+
+
+def _django_own(path: str) -> bool:
+    """A class of Django's own field, manager, index, constraint, expression or validator
+    kinds, in a Django module that is already imported (nothing is imported to find out)."""
+    module_name, qualname = _split(path)
+    if not (module_name == "django" or module_name.startswith("django.")):
+        return False
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split(".") if obj is not None else ():
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        return False
+    return issubclass(obj, _django_kinds()) or module_name == "django.core.validators"
+
+
+def is_allowed(path: str) -> bool:
+    return path in _allowed or _django_own(path)
 
 
 # Extension type codes.
@@ -155,8 +218,15 @@ class Encoder:
     callables that cannot be imported (lambdas in RunPython) are named rather than refused.
     """
 
-    def __init__(self, fingerprint: bool = False) -> None:
+    def __init__(self, fingerprint: bool = False, refs: set[str] | None = None) -> None:
         self.fingerprint = fingerprint
+        self.refs = refs  # collects every import path written, when given
+
+    def _path(self, obj: Any) -> str:
+        path = ref_of(obj)
+        if self.refs is not None:
+            self.refs.add(path)
+        return path
 
     def pack(self, value: Any) -> bytes:
         try:
@@ -175,7 +245,7 @@ class Encoder:
 
     def _ref(self, obj: Any) -> msgpack.ExtType:
         try:
-            return self._ext(REF, ref_of(obj))
+            return self._ext(REF, self._path(obj))
         except Uncacheable:
             if not self.fingerprint:
                 raise
@@ -199,11 +269,11 @@ class Encoder:
         if t is SettingsReference:
             return self._ext(SETTINGSREF, [str(obj), obj.setting_name])
         if isinstance(obj, enum.Enum):
-            return self._ext(ENUM, [ref_of(t), obj.value])
+            return self._ext(ENUM, [self._path(t), obj.value])
         if isinstance(obj, Promise):
             _, (func, args, kwargs, *resultclasses) = obj.__reduce__()
             return self._ext(
-                LAZY, [self._ref(func), args, kwargs, [ref_of(c) for c in resultclasses]]
+                LAZY, [self._ref(func), args, kwargs, [self._path(c) for c in resultclasses]]
             )
         if t is decimal.Decimal:
             return self._ext(DECIMAL, str(obj))
@@ -220,17 +290,19 @@ class Encoder:
         if t is re.Pattern:
             return self._ext(REGEX, [obj.pattern, obj.flags])
         if isinstance(obj, pathlib.PurePath):
-            return self._ext(PATH, [ref_of(t), str(obj)])
+            return self._ext(PATH, [self._path(t), str(obj)])
         if isinstance(obj, functools.partial):
             return self._ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
         if isinstance(obj, models.Field):
             _, _, args, kwargs = obj.deconstruct()
-            return self._ext(FIELD, [ref_of(t), list(args), kwargs])
+            return self._ext(FIELD, [self._path(t), list(args), kwargs])
         if isinstance(obj, BaseManager):
             try:
                 as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
             except ValueError as exc:
                 raise Uncacheable(str(exc))
+            if self.refs is not None:
+                self.refs.update(p for p in (manager_path, qs_path) if p)
             return self._ext(
                 MANAGER, [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
             )
@@ -255,66 +327,86 @@ class Encoder:
             if not (isinstance(result, tuple) and len(result) == 3):
                 raise Uncacheable(f"{obj!r}.deconstruct() is not (path, args, kwargs)")
             _, args, kwargs = result
-            return self._ext(DECONSTRUCTED, [ref_of(t), list(args), dict(kwargs)])
+            return self._ext(DECONSTRUCTED, [self._path(t), list(args), dict(kwargs)])
         raise Uncacheable(f"no exact encoding for {t.__qualname__} value {obj!r}")
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+class _Decoder:
+    """msgpack's ext hook; unless `trusted`, every import path is checked before it is used."""
+
+    def __init__(self, trusted: bool) -> None:
+        self.trusted = trusted
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(
+            data, ext_hook=self.hook, raw=False, strict_map_key=False, use_list=True
+        )
+
+    def resolve(self, path: Any) -> Any:
+        if not isinstance(path, str):
+            raise ValueError(f"import path {path!r} is not a string")
+        if not self.trusted and not is_allowed(path):
+            raise Disallowed(path)
+        if ":" not in path:  # managers are deconstructed to dotted paths
+            return import_string(path)
+        return resolve_ref(path)
+
+    def hook(self, code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
+        if code == 0:  # an element of a sorted set, packed on its own
+            return self.unpack(data)
+        payload = self.unpack(data)
+        if code == TUPLE:
+            return tuple(payload)
+        if code == SET:
+            return set(payload)
+        if code == FROZENSET:
+            return frozenset(payload)
+        if code == DECIMAL:
+            return decimal.Decimal(payload)
+        if code == BIGINT:
+            return int(payload)
+        if code == DATETIME:
+            *parts, fold, tz = payload
+            return datetime.datetime(*parts, tzinfo=_tz_value(tz), fold=fold)
+        if code == DATE:
+            return datetime.date(*payload)
+        if code == TIME:
+            *parts, fold, tz = payload
+            return datetime.time(*parts, tzinfo=_tz_value(tz), fold=fold)
+        if code == TIMEDELTA:
+            return datetime.timedelta(*payload)
+        if code == UUID:
+            return uuid.UUID(bytes=payload)
+        if code == ENUM:
+            return self.resolve(payload[0])(payload[1])
+        if code == REGEX:
+            return re.compile(payload[0], payload[1])
+        if code == LAZY:
+            func, args, kwargs, resultclasses = payload
+            return lazy(func, *[self.resolve(c) for c in resultclasses])(*args, **kwargs)
+        if code == SETTINGSREF:
+            return SettingsReference(payload[0], payload[1])
+        if code == REF:
+            return self.resolve(payload)
+        if code == PARTIAL:
+            func, args, keywords = payload
+            return Partial(func, *args, **keywords)
+        if code in (DECONSTRUCTED, FIELD):
+            cls, args, kwargs = payload
+            return self.resolve(cls)(*args, **kwargs)
+        if code == MANAGER:
+            as_manager, manager_path, qs_path, args, kwargs = payload
+            # Exactly what ModelState.construct_managers does with a deconstruction.
+            if as_manager:
+                return self.resolve(qs_path).as_manager()
+            return self.resolve(manager_path)(*args, **kwargs)
+        if code == PATH:
+            return self.resolve(payload[0])(payload[1])
+        raise ValueError(f"unknown extension type {code}")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
-    if code == 0:  # an element of a sorted set, packed on its own
-        return _unpack(data)
-    payload = _unpack(data)
-    if code == TUPLE:
-        return tuple(payload)
-    if code == SET:
-        return set(payload)
-    if code == FROZENSET:
-        return frozenset(payload)
-    if code == DECIMAL:
-        return decimal.Decimal(payload)
-    if code == BIGINT:
-        return int(payload)
-    if code == DATETIME:
-        *parts, fold, tz = payload
-        return datetime.datetime(*parts, tzinfo=_tz_value(tz), fold=fold)
-    if code == DATE:
-        return datetime.date(*payload)
-    if code == TIME:
-        *parts, fold, tz = payload
-        return datetime.time(*parts, tzinfo=_tz_value(tz), fold=fold)
-    if code == TIMEDELTA:
-        return datetime.timedelta(*payload)
-    if code == UUID:
-        return uuid.UUID(bytes=payload)
-    if code == ENUM:
-        return resolve_ref(payload[0])(payload[1])
-    if code == REGEX:
-        return re.compile(payload[0], payload[1])
-    if code == LAZY:
-        func, args, kwargs, resultclasses = payload
-        return lazy(func, *[resolve_ref(c) for c in resultclasses])(*args, **kwargs)
-    if code == SETTINGSREF:
-        return SettingsReference(payload[0], payload[1])
-    if code == REF:
-        return resolve_ref(payload)
-    if code == PARTIAL:
-        func, args, keywords = payload
-        return Partial(func, *args, **keywords)
-    if code in (DECONSTRUCTED, FIELD):
-        cls, args, kwargs = payload
-        return resolve_ref(cls)(*args, **kwargs)
-    if code == MANAGER:
-        as_manager, manager_path, qs_path, args, kwargs = payload
-        # Exactly what ModelState.construct_managers does with a deconstruction.
-        if as_manager:
-            return import_string(qs_path).as_manager()
-        return import_string(manager_path)(*args, **kwargs)
-    if code == PATH:
-        return resolve_ref(payload[0])(payload[1])
-    raise ValueError(f"unknown extension type {code}")
+_trusted = _Decoder(trusted=True)
+_checked = _Decoder(trusted=False)
 
 
 _encoder = Encoder()
@@ -354,21 +446,24 @@ def verify(state: ModelState, data: bytes) -> None:
     """Raise Uncacheable unless `data` decodes to a state equal to `state` that encodes back
     to the same bytes."""
     try:
-        decoded = decode_model_state(data)
+        decoded = decode_model_state(data, trusted=True)
     except Exception as exc:
         raise Uncacheable(f"{state!r} does not decode: {exc}")
     if decoded != state or _encoder.pack(_model_state_payload(decoded)) != data:
         raise Uncacheable(f"{state!r} does not round-trip exactly")
 
 
-def decode_model_state(data: bytes) -> ModelState:
-    version, app_label, name, fields, options, bases, managers = _unpack(data)
+def decode_model_state(data: bytes, *, trusted: bool = False) -> ModelState:
+    """Decode a ModelState. Unless `trusted` (bytes this process has just encoded), an import
+    path the migration graph does not use raises Disallowed, before anything is imported."""
+    decoder = _trusted if trusted else _checked
+    version, app_label, name, fields, options, bases, managers = decoder.unpack(data)
     if version != CODEC_VERSION:
         raise ValueError(f"codec version {version}, expected {CODEC_VERSION}")
     # Managers are created in their original creation order so that rendering sorts them the same.
     built: dict[int, Any] = {}
     for position, (_, packed, _rank) in sorted(enumerate(managers), key=lambda item: item[1][2]):
-        built[position] = _unpack(packed)
+        built[position] = decoder.unpack(packed)
     return ModelState(
         app_label,
         name,
@@ -379,5 +474,8 @@ def decode_model_state(data: bytes) -> ModelState:
     )
 
 
-def fingerprint_bytes(value: Any) -> bytes:
-    return fingerprint_encoder.pack(value)
+def fingerprint_bytes(value: Any, refs: set[str] | None = None) -> bytes:
+    """Bytes to hash; `refs`, when given, receives every import path they name."""
+    if refs is None:
+        return fingerprint_encoder.pack(value)
+    return Encoder(fingerprint=True, refs=refs).pack(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,10 +10,18 @@ from django.conf import settings
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
+# hashlib.blake2b takes keys of at most 64 bytes; longer ones are hashed down to 64.
+MAX_KEY = 64
 
 
 class SettingError(ValueError):
     pass
+
+
+def _setting(name: str, default: object = None) -> object:
+    if not settings.configured:
+        return default
+    return getattr(settings, name, default)
 
 
 def parse_flag(value: object, name: str) -> bool:
@@ -26,13 +35,18 @@ def parse_flag(value: object, name: str) -> bool:
 def enabled() -> bool:
     """STATECACHE_ENABLED, overridden for one run by the environment variable of that name.
 
-    An invalid value means "off": the system check reports it.
+    An invalid value means "off": the system check reports it. So does an invalid signing key:
+    a team that asked for signed entries must never silently read unsigned ones.
     """
     try:
         env = os.environ.get("STATECACHE_ENABLED")
         if env is not None:
-            return parse_flag(env, "STATECACHE_ENABLED (environment)")
-        return parse_flag(getattr(settings, "STATECACHE_ENABLED", False), "STATECACHE_ENABLED")
+            on = parse_flag(env, "STATECACHE_ENABLED (environment)")
+        else:
+            on = parse_flag(_setting("STATECACHE_ENABLED", False), "STATECACHE_ENABLED")
+        if on:
+            signing_key()
+        return on
     except SettingError:
         return False
 
@@ -47,9 +61,62 @@ def cache_dir() -> Path:
     env = os.environ.get("STATECACHE_DIR")
     if env:
         return Path(env).expanduser()
-    value = getattr(settings, "STATECACHE_DIR", None)
+    value = _setting("STATECACHE_DIR")
     if value is None or value == "":
         return default_dir()
     if not isinstance(value, (str, os.PathLike)):
         raise SettingError(f"STATECACHE_DIR must be a path, not {value!r}")
     return Path(value).expanduser()
+
+
+def parse_umask(value: object, name: str) -> int | None:
+    """An int (0o002) or an octal string ("002", "0o002"); None or "" means unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise SettingError(f"{name} must be an octal umask such as 0o002 or '002', not {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise SettingError(f"{name} must be an octal umask such as '002', not {value!r}")
+    else:
+        raise SettingError(f"{name} must be an octal umask such as 0o002 or '002', not {value!r}")
+    if not 0 <= number <= 0o777:
+        raise SettingError(f"{name} must be between 0 and 0o777, not {value!r}")
+    return number
+
+
+def umask() -> int | None:
+    """STATECACHE_UMASK (environment first): the group-shared mode, as ccache's `umask`."""
+    env = os.environ.get("STATECACHE_UMASK")
+    if env is not None and env != "":
+        return parse_umask(env, "STATECACHE_UMASK (environment)")
+    return parse_umask(_setting("STATECACHE_UMASK"), "STATECACHE_UMASK")
+
+
+def parse_signing_key(value: object, name: str) -> bytes | None:
+    if value is None or value == "" or value == b"":
+        return None
+    if isinstance(value, str):
+        key = value.encode()
+    elif isinstance(value, bytes):
+        key = value
+    else:
+        raise SettingError(f"{name} must be a string or bytes, not {type(value).__name__}")
+    if len(key) < 16:
+        raise SettingError(f"{name} is too short ({len(key)} bytes; use at least 16)")
+    if len(key) > MAX_KEY:
+        key = hashlib.blake2b(key).digest()
+    return key
+
+
+def signing_key() -> bytes | None:
+    """STATECACHE_SIGNING_KEY (environment first): entries carry a keyed BLAKE2 tag."""
+    env = os.environ.get("STATECACHE_SIGNING_KEY")
+    if env:
+        return parse_signing_key(env, "STATECACHE_SIGNING_KEY (environment)")
+    return parse_signing_key(_setting("STATECACHE_SIGNING_KEY"), "STATECACHE_SIGNING_KEY")

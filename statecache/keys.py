@@ -64,6 +64,9 @@ def _code_hashes(migration: Migration) -> list[bytes]:
 
 
 def migration_fingerprint(migration: Migration) -> bytes | None:
+    """The migration's fingerprint; the import paths its operations name become what decoding
+    a cached state may import (codec.allow)."""
+    refs: set[str] = set()
     try:
         data = codec.fingerprint_bytes(
             [
@@ -72,13 +75,15 @@ def migration_fingerprint(migration: Migration) -> bytes | None:
                 type(migration),
                 list(migration.operations),
                 _code_hashes(migration),
-            ]
+            ],
+            refs,
         )
     except codec.Uncacheable as exc:
         logger.info(
             "statecache: %s.%s has no fingerprint: %s", migration.app_label, migration.name, exc
         )
         return None
+    codec.allow(refs)
     return xxhash.xxh3_128_digest(data)
 
 

@@ -10,8 +10,10 @@ models that really changed.
 
 from __future__ import annotations
 
+import atexit
 import logging
-from dataclasses import dataclass
+import weakref
+from dataclasses import asdict, dataclass
 
 import msgpack
 from django.db.migrations.state import ModelState, ProjectState
@@ -51,7 +53,21 @@ class Snapshots:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.stats = Stats()
+        self._flushed = Stats()
         self._manifests: dict[bytes, tuple[Entries, int]] = {}
+        _live.add(self)
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def unflushed(self) -> dict[str, int]:
+        now, before = asdict(self.stats), asdict(self._flushed)
+        return {name: now[name] - before[name] for name in now}
+
+    def flush_stats(self) -> None:
+        """Add this process's counters since the last flush to the cache's persistent ones."""
+        deltas = self.unflushed()
+        if any(deltas.values()) and self.store.add_stats(deltas):
+            self._flushed = Stats(**asdict(self.stats))
 
     # -- manifests -----------------------------------------------------------------------------
 
@@ -75,14 +91,18 @@ class Snapshots:
             try:
                 base, link_depth, updates, removed = msgpack.unpackb(payload, raw=False)
             except Exception:
-                logger.warning("statecache: unreadable manifest %s", current.hex())
+                self.store.warn_once(
+                    "manifest", "statecache: unreadable manifest %s", current.hex()
+                )
                 return None
             if depth is None:
                 depth = link_depth
             chain.append((updates, removed))
             current = base
             if len(chain) > MAX_DEPTH + 1:
-                logger.warning("statecache: manifest chain too long at %s", digest.hex())
+                self.store.warn_once(
+                    "chain", "statecache: manifest chain too long at %s", digest.hex()
+                )
                 return None
         for updates, removed in reversed(chain):
             for key in removed:
@@ -92,8 +112,24 @@ class Snapshots:
         self._manifests[digest] = (entries, depth or 0)
         return self._manifests[digest]
 
+    def manifest_chain(self, digest: bytes) -> list[bytes] | None:
+        """The manifests a state needs, its own first then its delta bases (None if broken)."""
+        chain = []
+        current: bytes | None = digest
+        while current is not None:
+            payload = self.store.get_object(current, MANIFEST)
+            if payload is None or len(chain) > MAX_DEPTH + 1:
+                return None
+            chain.append(current)
+            try:
+                current = msgpack.unpackb(payload, raw=False)[0]
+            except Exception:
+                return None
+        return chain
+
     def write_manifest(self, entries: Entries, base: Snapshot | None) -> Snapshot | None:
-        if base is not None and base.depth < MAX_DEPTH:
+        # A delta needs its base on disk: a prune may have removed it since it was read.
+        if base is not None and base.depth < MAX_DEPTH and self.store.has_object(base.digest):
             survivors = [key for key in base.entries if key in entries]
             added = [key for key in entries if key not in base.entries]
             if list(entries) == survivors + added:
@@ -153,6 +189,21 @@ class Snapshots:
     ) -> Snapshot | None:
         """Store `state` under `key`. With `base` and `changed`, only the models named in
         `changed` (or absent from the base) are encoded again."""
+        # One write sequence under the store's shared lock: a clear or prune cannot remove the
+        # blobs and base manifest found here before the ref that needs them is written.
+        with self.store.writing() as ok:
+            if not ok:
+                return None
+            return self._save(key, state, cost, base, changed)
+
+    def _save(
+        self,
+        key: bytes,
+        state: ProjectState,
+        cost: float,
+        base: Snapshot | None,
+        changed: set[str] | None,
+    ) -> Snapshot | None:
         entries: Entries = {}
         for (app_label, model_name), model_state in state.models.items():
             name = f"{app_label}.{model_name}"
@@ -187,13 +238,24 @@ class Snapshots:
                 return None
             try:
                 model_state = codec.decode_model_state(data)
+            except codec.Disallowed as exc:
+                self.store.warn_once(
+                    "disallowed",
+                    "statecache: the cached %s names %s; treating it as a miss",
+                    name,
+                    exc,
+                )
+                return None
             except Exception as exc:
-                logger.warning("statecache: cannot decode %s (%s): treating as a miss", name, exc)
+                self.store.warn_once(
+                    "decode", "statecache: cannot decode %s (%s): treating as a miss", name, exc
+                )
                 return None
             if model_key(model_state) != name:
-                logger.warning("statecache: blob %s is not %s", blob.hex(), name)
+                self.store.warn_once("misnamed", "statecache: blob %s is not %s", blob.hex(), name)
                 return None
             models[(model_state.app_label, model_state.name_lower)] = model_state
+        self.store.touch_ref(key)
         return ProjectState(models=models, real_apps=set(real_apps)), cost
 
     def snapshot_of(self, key: bytes) -> Snapshot | None:
@@ -205,3 +267,16 @@ class Snapshots:
         if resolved is None:
             return None
         return Snapshot(ref[0], dict(resolved[0]), resolved[1])
+
+
+# Counters reach the cache directory when the process ends (a killed process loses its own).
+_live: weakref.WeakSet[Snapshots] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for snapshots in list(_live):
+        try:
+            snapshots.flush_stats()
+        except Exception:  # pragma: no cover - never fail an exiting process
+            logger.debug("statecache: cannot save counters", exc_info=True)

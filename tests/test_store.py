@@ -3,18 +3,26 @@ from __future__ import annotations
 import logging
 import os
 
+import msgpack
 import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from statecache import codec, keys
 from statecache import store as store_module
-from statecache.snapshots import MAX_DEPTH, Snapshots
+from statecache.snapshots import MAX_DEPTH, Snapshots, model_key
 from statecache.store import BLOB, MANIFEST, Store
+
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
 @pytest.fixture
 def project_state():
-    return MigrationLoader(connection).project_state()
+    loader = MigrationLoader(connection)
+    # As every run does before it reads the cache: fingerprinting the graph is what lets
+    # decoding import the classes its migrations use.
+    keys.fingerprints(loader, loader.graph.nodes.values())
+    return loader.project_state()
 
 
 def test_objects_are_content_addressed_and_verified(tmp_path):
@@ -88,7 +96,8 @@ def test_temporary_files_never_look_like_entries(tmp_path):
     digest, _ = store.put_object(BLOB, b"payload")
     leftovers = list((store.base / "tmp").iterdir())
     assert leftovers == []
-    assert sorted(p.name for p in store.base.iterdir()) == ["objects", "tmp"]
+    assert sorted(p.name for p in store.base.iterdir()) == ["lock", "objects", "tmp"]
+    assert (tmp_path / "CACHEDIR.TAG").read_bytes().startswith(CACHEDIR_SIGNATURE)
     assert digest.hex()[2:] in os.listdir(store.object_path(digest).parent)
 
 
@@ -139,3 +148,116 @@ def test_a_damaged_ref_is_rewritten_by_the_next_write(tmp_path):
     assert store.set_ref(key, target, 2.0) is True
     assert store.get_ref(key) == (target, 2.0)
     assert store.set_ref(key, target, 3.0) is False, "an intact ref is left alone"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda d: d[: len(d) // 2], lambda d: b"", lambda d: d[:-1] + bytes([d[-1] ^ 4])],
+    ids=["truncated", "empty", "bit-flip"],
+)
+def test_a_damaged_manifest_is_a_miss_logged_once_then_healed(
+    tmp_path, project_state, damage, caplog
+):
+    store = Store(tmp_path)
+    snapshot = Snapshots(store).save(b"k" * 16, project_state)
+    path = store.object_path(snapshot.digest)
+    path.write_bytes(damage(path.read_bytes()))
+    with caplog.at_level(logging.WARNING, logger="statecache"):
+        assert Snapshots(store).load(b"k" * 16, project_state.real_apps) is None
+        assert Snapshots(store).load(b"k" * 16, project_state.real_apps) is None
+    assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
+    assert Snapshots(store).save(b"k" * 16, project_state) is not None
+    loaded, _ = Snapshots(store).load(b"k" * 16, project_state.real_apps)
+    assert loaded == project_state
+
+
+def test_entries_of_a_newer_format_are_misses(tmp_path, project_state, caplog):
+    store = Store(tmp_path)
+    snapshots = Snapshots(store)
+    model = next(iter(project_state.models.values()))
+    # A manifest and a ref with a newer type header, at their right addresses and checksums.
+    manifest, _ = store.put_object(b"SCM2", b"a manifest of the future")
+    assert store.set_ref(b"m" * 16, manifest)
+    body = store_module.REF_BODY.pack(b"SCR2", manifest, 0.0)
+    store.ref_path(b"r" * 16).parent.mkdir(parents=True, exist_ok=True)
+    store.ref_path(b"r" * 16).write_bytes(body + store_module._ref_check(b"r" * 16, body))
+    # A blob of a newer codec, referenced by a valid manifest.
+    payload = codec.encode_model_state(model)
+    newer = msgpack.packb([codec.CODEC_VERSION + 1, *msgpack.unpackb(payload)[1:]])
+    blob, _ = store.put_object(BLOB, newer)
+    snapshot = snapshots.write_manifest({model_key(model): blob}, None)
+    store.set_ref(b"c" * 16, snapshot.digest)
+    with caplog.at_level(logging.WARNING, logger="statecache"):
+        for _ in range(2):
+            for key in (b"m" * 16, b"r" * 16, b"c" * 16):
+                assert Snapshots(store).load(key, set()) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3, messages  # one per kind of problem
+    assert not store.ref_path(b"r" * 16).exists(), "a foreign ref is removed"
+    # A newer directory beside ours is never read or written.
+    (tmp_path / f"v{store_module.STORE_VERSION + 1}").mkdir()
+    assert store.other_versions() == [f"v{store_module.STORE_VERSION + 1}"]
+
+
+def test_counters_persist_in_shards(tmp_path):
+    store = Store(tmp_path)
+    assert store.read_stats()["hits"] == 0
+    assert store.add_stats({"hits": 2, "misses": 1})
+    assert Store(tmp_path).add_stats({"hits": 3})
+    shard = next((store.base / "stats").iterdir())
+    (store.base / "stats" / "junk").write_bytes(b"\xff not json")
+    assert Store(tmp_path).read_stats() == {**Store(tmp_path).read_stats(), "hits": 5}
+    assert Store(tmp_path).read_stats()["misses"] == 1
+    snapshots = Snapshots(Store(tmp_path))
+    snapshots.stats.hits += 4
+    snapshots.flush_stats()
+    snapshots.flush_stats()  # nothing new: nothing added twice
+    assert Store(tmp_path).read_stats()["hits"] == 9
+    assert shard.exists()
+
+
+def test_group_shared_mode_sets_file_and_directory_modes(tmp_path):
+    store = Store(tmp_path / "cache", umask=0o002)
+    digest, _ = store.put_object(BLOB, b"payload")
+    store.set_ref(b"k" * 16, digest)
+    store.add_stats({"hits": 1})
+    for path in (tmp_path / "cache").rglob("*"):
+        mode = path.stat().st_mode & 0o7777
+        assert mode == (0o2775 if path.is_dir() else 0o664), (path, oct(mode))
+    private = Store(tmp_path / "private", umask=0o077)
+    private.put_object(BLOB, b"payload")
+    assert private.object_path(digest).stat().st_mode & 0o777 == 0o600
+
+
+def test_stale_temporary_files_are_found_by_age(tmp_path):
+    store = Store(tmp_path)
+    store.put_object(BLOB, b"x")
+    leftover = store.base / "tmp" / "abcdef.123.000000"
+    leftover.write_bytes(b"half")
+    assert store.stale_tmp(3600) == []
+    os.utime(leftover, (0, 0))
+    assert store.stale_tmp(3600) == [leftover]
+
+
+def test_writers_store_nothing_while_the_exclusive_lock_is_held(tmp_path, caplog):
+    store = Store(tmp_path)
+    with store.lock(timeout=0):
+        with caplog.at_level(logging.INFO, logger="statecache"):
+            assert store.put_object(BLOB, b"x") == (None, False)
+    assert store.writable, "busy is not broken: the next write goes through"
+    assert any("being cleared or pruned" in r.getMessage() for r in caplog.records)
+    assert store.put_object(BLOB, b"x")[1] is True
+
+
+def test_a_forked_child_locks_through_its_own_file_description(tmp_path):
+    store = Store(tmp_path)
+    store.put_object(BLOB, b"x")  # opens the lock file in the parent
+    parent_fd = store._lock_fd
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        with store.writing():
+            os.write(write, b"1" if store._lock_fd != parent_fd else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"

@@ -1,42 +1,136 @@
-"""`manage.py statecache warm | status | dir | clear`."""
+"""`manage.py statecache warm | status | verify | prune | clear | dir`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
+import re
 import time
+from dataclasses import asdict
 
 import filelock
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import conf, replay
+from statecache import conf, maintenance, replay
+from statecache.store import STORE_VERSION
+
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """`500M`, `2G`, `1.5GiB`, `4096` (bytes); k/M/G/T are decimal, Ki/Mi/Gi/Ti binary."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text.lower())
+    if not match:
+        raise ValueError(f"not a size: {text!r} (examples: 500M, 2G, 1GiB)")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2) or ""])
+
+
+def parse_duration(text: str) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w` or plain seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (examples: 30d, 12h, 90m)")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _typed(parse):
+    """argparse type that reports a bad value as a usage error."""
+    import argparse
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc))
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 class Command(BaseCommand):
-    help = "Fill, inspect and clear statecache's cache of migration states."
+    help = "Fill, inspect, check, prune and clear statecache's cache of migration states."
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="verb", required=True)
         warm = sub.add_parser("warm", help="Store the state before every migration of the graph.")
         warm.add_argument("--database", default=DEFAULT_DB_ALIAS)
-        status = sub.add_parser("status", help="What the cache holds and covers.")
+        status = sub.add_parser("status", help="What the cache holds, covers and served.")
         status.add_argument("--database", default=DEFAULT_DB_ALIAS)
         status.add_argument("--json", action="store_true")
+        verify = sub.add_parser(
+            "verify", help="Replay the graph, compare the cached states; exit 1 on a difference."
+        )
+        verify.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        verify.add_argument(
+            "--sample", type=int, metavar="N", help="check N randomly chosen cached states"
+        )
+        verify.add_argument("--seed", type=int, help="seed of the --sample choice")
+        prune = sub.add_parser(
+            "prune",
+            help="Remove damaged entries, leftovers and unused objects; with options, states.",
+        )
+        prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        prune.add_argument(
+            "--unreachable",
+            action="store_true",
+            help="remove states that are not states of the current graph (fully applied, or "
+            "as the database's applied migrations have it)",
+        )
+        prune.add_argument(
+            "--older-than",
+            type=_typed(parse_duration),
+            metavar="AGE",
+            help="remove states unused for AGE (30d, 12h, ...)",
+        )
+        prune.add_argument(
+            "--max-size",
+            type=_typed(parse_size),
+            metavar="SIZE",
+            help="then remove the least recently used states until the cache fits (500M, 2G)",
+        )
+        prune.add_argument("--dry-run", action="store_true", help="say what would be removed")
+        prune.add_argument(
+            "--tmp-age",
+            type=_typed(parse_duration),
+            default=maintenance.TMP_MAX_AGE,
+            metavar="AGE",
+            help="temporary files older than this are leftovers of killed writers (default 1h)",
+        )
+        prune.add_argument("--json", action="store_true")
+        for parser_ in (prune, sub.add_parser("clear", help="Remove every entry.")):
+            parser_.add_argument(
+                "--timeout",
+                type=float,
+                default=60.0,
+                help="seconds to wait for writers to finish (0: refuse at once); default 60",
+            )
         sub.add_parser("dir", help="Print the cache directory.")
-        sub.add_parser("clear", help="Remove every entry.")
 
     def handle(self, *args, verb: str, **options) -> None:
         try:
             directory = conf.cache_dir()
+            conf.signing_key()
         except conf.SettingError as exc:
             raise CommandError(str(exc))
         if directory.exists() and not directory.is_dir():
             raise CommandError(f"{directory} is not a directory (STATECACHE_DIR)")
         getattr(self, "do_" + verb)(**options)
 
-    def _plan(self, database: str) -> replay.StatePlan:
+    def _plan(self, database: str) -> tuple[replay.StatePlan, MigrationExecutor]:
         if database not in connections:
             raise CommandError(f"unknown database {database!r}")
         try:
@@ -46,11 +140,11 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             raise CommandError(f"cannot read the migrations of database {database!r}: {exc}")
         full_plan = executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
-        return replay.StatePlan(executor.loader, full_plan)
+        return replay.StatePlan(executor.loader, full_plan), executor
 
     def do_warm(self, database: str, verbosity: int, **_) -> None:
         started = time.perf_counter()
-        plan = self._plan(database)
+        plan, _ = self._plan(database)
         last_report = [started]
 
         def progress(done: int, total: int) -> None:
@@ -59,62 +153,179 @@ class Command(BaseCommand):
                 last_report[0] = now
                 self.stdout.write(f"  {done}/{total} states computed ({now - started:.0f}s)")
 
+        store = plan.cache.store
         try:
-            with plan.cache.store.lock(timeout=600):
+            lock = store.warm_lock(timeout=600)
+        except OSError:  # a read-only directory: nothing to take turns for
+            lock = contextlib.nullcontext()
+        try:
+            with lock:
                 counts = plan.warm(progress)
         except filelock.Timeout:
-            raise CommandError("the cache is locked by a clear or prune; try again")
+            raise CommandError("another warm has held the cache for 10 minutes; try again")
+        plan.cache.flush_stats()
         elapsed = time.perf_counter() - started
-        if not plan.cache.store.writable:
-            self.stderr.write(
-                f"statecache: {plan.cache.store.root} is not writable; stored nothing"
-            )
+        if not store.writable:
+            self.stderr.write(f"statecache: {store.root} is not writable; stored nothing")
         self.stdout.write(
             f"statecache warm: {len(plan.migrations)} migrations, "
             f"{counts['computed']} states computed, {counts['cached']} already cached, "
             f"{counts['uncacheable']} uncacheable, in {elapsed:.2f}s"
         )
 
-    def do_status(self, database: str, json: bool, **_) -> None:  # noqa: A002
-        plan = self._plan(database)
-        store = plan.cache.store
+    def _status(self, database: str) -> dict:
+        plan, _ = self._plan(database)
+        cache = plan.cache
+        store = cache.store
         keys = plan.keys.running([True] * len(plan.migrations))
         covered = sum(1 for key in keys if key is not None and store.has_ref(key))
-        sizes = store.sizes()
-        info = {
+        counters = store.read_stats()
+        for name, value in cache.unflushed().items():
+            counters[name] = counters.get(name, 0) + value
+        return {
             "directory": str(store.root),
+            "format": f"v{STORE_VERSION}",
+            "other_formats": store.other_versions(),
+            "signed": store.signing_key is not None,
+            "umask": None if store.umask is None else f"{store.umask:03o}",
             "migrations": len(plan.migrations),
             "states_covered": covered,
             "states_total": len(keys),
-            **sizes,
+            **store.sizes(),
+            "counters": counters,
         }
+
+    def do_status(self, database: str, json: bool, **_) -> None:  # noqa: A002
+        info = self._status(database)
         if json:
             self.stdout.write(_json(info))
             return
-        self.stdout.write(f"directory: {info['directory']}")
-        self.stdout.write(f"coverage: {covered}/{len(keys)} states of the current graph")
+        counters = info["counters"]
+        lookups = counters["hits"] + counters["misses"]
+        rate = f" ({100 * counters['hits'] / lookups:.0f}% hits)" if lookups else ""
+        self.stdout.write(f"directory: {info['directory']} (format {info['format']})")
         self.stdout.write(
-            f"entries: {sizes['refs']} states, {sizes['objects']} objects, "
-            f"{sizes['bytes'] / 1e6:.1f} MB"
+            f"coverage: {info['states_covered']}/{info['states_total']} states of the current graph"
+        )
+        self.stdout.write(
+            f"entries: {info['refs']} states, {info['objects']} objects, "
+            f"{info['bytes'] / 1e6:.1f} MB; {info['tmp']} temporary files"
+        )
+        self.stdout.write(
+            f"counters: {counters['hits']} hits, {counters['misses']} misses{rate}, "
+            f"{counters['written']} states written, {counters['uncacheable']} uncacheable"
+        )
+        extras = []
+        if info["signed"]:
+            extras.append("signed entries only")
+        if info["umask"] is not None:
+            extras.append(f"group-shared, umask {info['umask']}")
+        if info["other_formats"]:
+            extras.append("other formats beside it: " + ", ".join(info["other_formats"]))
+        if extras:
+            self.stdout.write("; ".join(extras))
+
+    def do_verify(self, database: str, sample: int | None, seed: int | None, **_) -> None:
+        if sample is not None and sample < 1:
+            raise CommandError("--sample must be at least 1")
+        started = time.perf_counter()
+        plan, _ = self._plan(database)
+        report = maintenance.verify(plan, sample, seed)
+        self.stdout.write(
+            f"statecache verify: {report.checked} cached states compared with a replay, "
+            f"{len(report.different)} different, {report.unreadable} unreadable "
+            f"({report.healed} recomputed and stored), "
+            f"in {time.perf_counter() - started:.2f}s"
+        )
+        for where in report.different:
+            self.stderr.write(f"  different: the state {where}")
+        if report.different:
+            raise CommandError(
+                f"{len(report.different)} cached states differ from Django's replay; "
+                "run `statecache clear` and report it"
+            )
+
+    def _exclusive(self, timeout: float):
+        store = replay.snapshots().store
+        try:
+            return store, store.lock(timeout=max(timeout, 0))
+        except OSError as exc:
+            raise CommandError(f"cannot lock {store.root}: {exc}")
+
+    def do_prune(
+        self,
+        database: str,
+        unreachable: bool,
+        older_than: float | None,
+        max_size: int | None,
+        dry_run: bool,
+        tmp_age: float,
+        timeout: float,
+        json: bool,  # noqa: A002
+        **_,
+    ) -> None:
+        keep = None
+        if unreachable:
+            plan, executor = self._plan(database)
+            keep = set(plan.keys.running([True] * len(plan.migrations)))
+            applied = {k for k in executor.loader.applied_migrations if k in plan.keys.index}
+            keep |= set(plan.keys.running(plan.mask(applied)))
+            keep.discard(None)
+        store = replay.snapshots().store
+        if not store.base.exists():
+            report = maintenance.PruneReport()
+        else:
+            store, lock = self._exclusive(timeout)
+            try:
+                with lock:
+                    report = maintenance.prune(
+                        replay.snapshots(),
+                        keep=keep,
+                        older_than=older_than,
+                        max_size=max_size,
+                        tmp_age=tmp_age,
+                        dry_run=dry_run,
+                    )
+            except filelock.Timeout:
+                raise CommandError(_busy(store.root, timeout))
+        if json:
+            self.stdout.write(_json({"dry_run": dry_run, **asdict(report)}))
+            return
+        would = "would remove" if dry_run else "removed"
+        self.stdout.write(
+            f"statecache prune: {would} {report.refs_removed} states, "
+            f"{report.objects_removed} objects and {report.tmp_removed} temporary files "
+            f"({report.bytes_freed / 1e6:.1f} MB); {report.refs_kept} states and "
+            f"{report.objects_kept} objects kept ({report.bytes_kept / 1e6:.1f} MB)"
         )
 
     def do_dir(self, **_) -> None:
         self.stdout.write(str(conf.cache_dir()))
 
-    def do_clear(self, **_) -> None:
+    def do_clear(self, timeout: float, **_) -> None:
         store = replay.snapshots().store
         if not store.base.exists():
             self.stdout.write("statecache: nothing to clear")
             return
+        store, lock = self._exclusive(timeout)
         try:
-            with store.lock(timeout=30):
-                for section in ("objects", "refs", "tmp"):
-                    shutil.rmtree(store.base / section, ignore_errors=True)
+            with lock:
+                maintenance.clear(store)
         except filelock.Timeout:
-            raise CommandError("the cache is in use by another process; try again")
+            raise CommandError(_busy(store.root, timeout))
         except OSError as exc:
             raise CommandError(f"cannot clear {store.root}: {exc}")
-        self.stdout.write(f"statecache: cleared {store.root}")
+        others = store.other_versions()
+        note = f" ({', '.join(others)} of other statecache versions left alone)" if others else ""
+        self.stdout.write(f"statecache: cleared {store.root}{note}")
+
+
+def _busy(root, timeout: float) -> str:
+    waited = f"after waiting {timeout:g}s" if timeout > 0 else "(--timeout 0)"
+    return (
+        f"{root} is in use: another process is writing to it or pruning it {waited}; "
+        "try again, or pass a longer --timeout"
+    )
 
 
 def _json(value: object) -> str:
