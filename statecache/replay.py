@@ -22,15 +22,21 @@ from .store import Store
 
 logger = logging.getLogger("statecache")
 
-_snapshots: dict[str, Snapshots] = {}
+_snapshots: dict[tuple, Snapshots] = {}
 
 
 def snapshots() -> Snapshots:
-    """One Snapshots per cache directory and process (it memoizes resolved manifests)."""
+    """One Snapshots per cache directory, signing key and umask, per process (it memoizes
+    resolved manifests): a long-lived process whose settings change gets a store that
+    follows them."""
     directory = str(conf.cache_dir())
-    if directory not in _snapshots:
-        _snapshots[directory] = Snapshots(Store(directory))
-    return _snapshots[directory]
+    try:
+        setup = (directory, conf.signing_key(), conf.umask())
+    except conf.SettingError:
+        setup = (directory, None, None)  # reported by the system checks; Store copes
+    if setup not in _snapshots:
+        _snapshots[setup] = Snapshots(Store(directory))
+    return _snapshots[setup]
 
 
 @dataclass
@@ -147,7 +153,9 @@ class StatePlan:
         keys = self.keys.running(mask)
         counts = {"computed": 0, "cached": 0, "uncacheable": 0}
         missing = [
-            p for p, key in enumerate(keys) if key is not None and not self.cache.store.has_ref(key)
+            p
+            for p, key in enumerate(keys)
+            if key is not None and self.cache.store.get_ref(key) is None
         ]
         counts["uncacheable"] = sum(1 for key in keys if key is None)
         counts["cached"] = len(keys) - len(missing) - counts["uncacheable"]

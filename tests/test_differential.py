@@ -45,7 +45,7 @@ SCENARIOS = [
 ]
 
 # On the database servers (slower per command) a subset runs: every kind of test, fewer seeds.
-ON_SERVERS = {(11, 3, 12, 45), (13, 5, 25, 90), (16, 4, 20, 80), 21}
+ON_SERVERS = {(11, 3, 12, 45), (16, 4, 20, 80), 21}
 
 
 def on_backends(cases: list) -> list:
