@@ -114,7 +114,7 @@ def benchmark(session: nox.Session) -> None:
     """The benchmark end to end on a small generated project (one run of each scenario; seed 2,
     whose history vanilla Django can unapply to zero: see the README's limits)."""
     install(session, "6.1", "")
-    work = session.create_tmp()
+    work = os.path.abspath(session.create_tmp())  # the runner works from the project directory
     session.run(
         "python",
         "-m",
