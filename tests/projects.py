@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,23 +63,29 @@ def manage(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def observe_all(project: Path, env: dict, commands: list[list[str]]) -> list[dict]:
-    """Run commands one after the other in one process; what the harness recorded for each."""
+def observe_all(
+    project: Path, env: dict, commands: list[list[str]], prefix: Sequence[str] = ()
+) -> list[dict]:
+    """Run commands one after the other in one process (started through `prefix`, e.g.
+    setpriv to run as another user); what the harness recorded for each, and the stderr."""
     out = Path(env["GEN_RECORD"])
     argv = [word for command in commands for word in ("--", *command)]
     result = subprocess.run(
-        [sys.executable, str(HARNESS), str(project), str(out), *argv],
+        [*prefix, sys.executable, str(HARNESS), str(project), str(out), *argv],
         env=env,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(out.read_text())
+    records = json.loads(out.read_text())
+    for record in records:
+        record["stderr"] = result.stderr
+    return records
 
 
-def observe(project: Path, env: dict, *command: str) -> dict:
+def observe(project: Path, env: dict, *command: str, prefix: Sequence[str] = ()) -> dict:
     """Run one command in a fresh process, as `manage.py migrate` is run."""
-    return observe_all(project, env, [list(command)])[0]
+    return observe_all(project, env, [list(command)], prefix)[0]
 
 
 def app_migrations(project: Path) -> dict[str, list[str]]:

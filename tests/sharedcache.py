@@ -7,7 +7,6 @@ The projects and the processes come from tests/projects.py; nothing here replace
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 from statecache.snapshots import Snapshots
 from statecache.store import Store
-from tests.projects import HARNESS, app_migrations, environment, generate, manage, observe
+from tests.projects import app_migrations, environment, generate, manage, observe
 from tests.test_differential import assert_same
 
 # seed, apps, models, migrations: about 30 migrations, a second to migrate from scratch.
@@ -94,18 +93,7 @@ class Project:
 
     def observe_as(self, prefix: list[str], cache: Path, *command: str, **extra: str) -> dict:
         """observe(), in a process started through `prefix` (setpriv to another user)."""
-        env = self.env(cache, **extra)
-        out = Path(env["GEN_DB"]).with_suffix(".observed.json")
-        result = subprocess.run(
-            [*prefix, sys.executable, str(HARNESS), str(self.dir), str(out), "--", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr
-        record = json.loads(out.read_text())[0]
-        record["stderr"] = result.stderr
-        return record
+        return observe(self.dir, self.env(cache, **extra), *command, prefix=prefix)
 
 
 _projects: dict[str, Project] = {}
