@@ -3,9 +3,8 @@
     python with_statecache.py RUNTESTS_PY [runtests arguments]
 
 runtests.py sets INSTALLED_APPS itself, so "statecache" is added at the moment it calls
-`django.setup()` (and its check statecache.E005 silenced, see below); STATECACHE_ENABLED and
-STATECACHE_DIR come from the environment. The hook (installed by statecache's AppConfig.ready)
-stays on for tests that override INSTALLED_APPS.
+`django.setup()`; STATECACHE_ENABLED and STATECACHE_DIR come from the environment. The hook
+(installed by statecache's AppConfig.ready) stays on for tests that override INSTALLED_APPS.
 """
 
 from __future__ import annotations
@@ -25,9 +24,6 @@ def setup(*args, **kwargs) -> None:
 
     if "statecache" not in settings.INSTALLED_APPS:
         settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "statecache"]
-    # Many tests override INSTALLED_APPS while the hook stays on; the check that reports the
-    # flag on without the app (a user's misconfiguration) would fail their `migrate` calls.
-    settings.SILENCED_SYSTEM_CHECKS = [*settings.SILENCED_SYSTEM_CHECKS, "statecache.E005"]
     _setup(*args, **kwargs)
     from django.db.migrations.executor import MigrationExecutor
 
