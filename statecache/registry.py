@@ -7,10 +7,14 @@ own `ProjectState.reload_models` re-renders the models whose state differs (with
 related to them, recursively, as Django does during a migration), and the models that are gone
 are unregistered. Each app's models are then put in the order a fresh render lists them (state
 order, auto-created through models before their model, models waiting for a base after the
-rest), because receivers such as contenttypes and auth create rows in that order.
+rest), because receivers such as contenttypes and auth create rows in that order. When the
+re-render would cover most of the project (everything connected to a heavily referenced model
+is related to everything else), `migrate` renders afresh instead, as Django does.
 """
 
 from __future__ import annotations
+
+import os
 
 from django.db.migrations.state import (
     AppConfigStub,
@@ -20,6 +24,17 @@ from django.db.migrations.state import (
 )
 
 ModelKey = tuple[str, str]
+# Above this share of the models to re-render, a fresh render costs no more: leave it to Django.
+# The environment variable STATECACHE_REGISTRY_MAX_SHARE overrides it (1: always reuse; the
+# differential tests set it to check the reuse on every rollback).
+MAX_SHARE = 0.5
+
+
+def max_share() -> float:
+    try:
+        return float(os.environ.get("STATECACHE_REGISTRY_MAX_SHARE", MAX_SHARE))
+    except ValueError:
+        return MAX_SHARE
 
 
 def _labels(state: ProjectState) -> set[str]:
@@ -88,8 +103,8 @@ def _restub(apps: StateApps, labels: set[str]) -> None:
 
 def adopt(source: ProjectState, target: ProjectState) -> int | None:
     """Give `target` a registry built from `source`'s rendered one; return how many models
-    were re-rendered, or None when `source` has no registry to offer (`target` then renders
-    as Django does)."""
+    were re-rendered, or None when `source` has no registry to offer or reusing it would
+    re-render most models anyway (`target` then renders as Django does)."""
     rendered = source.__dict__.get("apps")
     if not isinstance(rendered, StateApps) or source.real_apps != target.real_apps:
         return None
@@ -122,18 +137,20 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
     try:
         reload = [key for key in changed if key in target.models]
         reload += [key for key in related if key in target.models and key not in reload]
-        before = {key: model for key, model in _registered(apps)}
-        target.reload_models(reload, delay=False)
+        # ProjectState.reload_models(reload, delay=False), in its two steps: what it would
+        # re-render first (everything related, recursively: across a heavily referenced model
+        # that is most of the project), then the re-render, only if it is the cheaper way.
+        rerender: set[ModelKey] = set()
+        for key in reload:
+            rerender |= target._find_reload_model(*key, delay=False)
+        share = max_share()
+        registered = sum(len(models) for models in apps.all_models.values())
+        if share < 1 and len(rerender) > share * registered:
+            del target.__dict__["apps"]
+            return None
+        target._reload(rerender)
         _reorder(apps, fresh_render_order(target, apps))
     except Exception:
         del target.__dict__["apps"]
         raise
-    return sum(1 for key, model in _registered(apps) if before.get(key) is not model)
-
-
-def _registered(apps: StateApps) -> list[tuple[ModelKey, type]]:
-    return [
-        ((app_label, name), model)
-        for app_label, models in apps.all_models.items()
-        for name, model in models.items()
-    ]
+    return len(rerender)

@@ -52,6 +52,9 @@ def environment(db: Path, cache: Path | None, extra: dict | None = None) -> dict
         PYTHONHASHSEED="0",
         STATECACHE_ENABLED="1" if cache is not None else "0",
         STATECACHE_DIR=str(cache or db.parent / "unused-cache"),
+        # Reuse the pre-migrate registry after every rollback, however much it re-renders, so
+        # that every differential rollback checks that path (registry.py).
+        STATECACHE_REGISTRY_MAX_SHARE="1",
     )
     env.update(extra or {})
     return env
