@@ -108,9 +108,15 @@ class StatePlan:
         return changed
 
     def states_at(
-        self, mask: Sequence[bool], positions: Iterable[int], *, store: bool = True
+        self,
+        mask: Sequence[bool],
+        positions: Iterable[int],
+        *,
+        store: bool = True,
+        count: bool = True,
     ) -> dict[int, Fetched]:
-        """The states at `positions` under `mask`, each its own object."""
+        """The states at `positions` under `mask`, each its own object (`count`: add to the
+        hit and miss counters)."""
         keys = self.keys.running(mask)
         result: dict[int, Fetched] = {}
         current: ProjectState | None = None
@@ -126,10 +132,10 @@ class StatePlan:
             if key is not None:
                 loaded = self.cache.load(key, self.loader.unmigrated_apps)
                 if loaded is not None:
-                    self.cache.stats.hits += 1
+                    self.cache.stats.hits += count
                     result[p] = Fetched(loaded[0], True, time.perf_counter() - started, loaded[1])
                     continue
-                self.cache.stats.misses += 1
+                self.cache.stats.misses += count
             if current is None or current_pos > p:
                 if key is None:
                     current_pos, current, current_cost, base = 0, self.empty(), 0.0, None
@@ -179,6 +185,29 @@ class StatePlan:
             started = time.perf_counter()
             changed = self._advance(state, p, p + 1, mask, changed)
             cost += time.perf_counter() - started
+        return counts
+
+    def warm_rollbacks(self) -> dict[str, int]:
+        """Store, for each app, the state with its latest migration unapplied: the post-migrate
+        state of the most common rollback (one step back on an app), and the applied state of
+        the `migrate` that re-applies it. One replay each, from that migration to the end."""
+        end = len(self.migrations)
+        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
+        for leaf in self.loader.graph.leaf_nodes():
+            q = self.keys.index.get(leaf)
+            if q is None:
+                continue
+            mask = [True] * end
+            mask[q] = False
+            key = self.keys.running(mask)[end]
+            if key is None:
+                counts["uncacheable"] += 1
+            elif self.cache.store.get_ref(key) is not None:
+                counts["cached"] += 1
+            else:
+                self.states_at(mask, [end], count=False)
+                stored = self.cache.store.get_ref(key) is not None
+                counts["computed" if stored else "uncacheable"] += 1
         return counts
 
 

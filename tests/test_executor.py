@@ -182,6 +182,7 @@ def test_warm_reports_counts_and_computes_nothing_the_second_time(cache_dir):
     out = io.StringIO()
     call_command("statecache", "warm", stdout=out)
     assert ", 0 states computed" in out.getvalue()
+    assert "; 0 states with an app's latest migration unapplied computed" in out.getvalue()
     out = io.StringIO()
     call_command("statecache", "status", "--json", stdout=out)
     import json
@@ -227,3 +228,16 @@ def test_the_post_migrate_registry_is_the_pre_migrate_one_updated(
         post_migrate.disconnect(receiver)
     assert ("post-migrate registry: the pre-migrate one with" in output) is (share == "1")
     assert seen["default"] == seen["other"]
+
+
+def test_after_warm_one_step_back_and_forwards_again_replay_nothing(databases, monkeypatch):
+    """warm also stores the states with each app's latest migration unapplied: the rollback of
+    that migration finds its post-migrate state, and re-applying it its applied state."""
+    enable(monkeypatch, True)
+    call_command("statecache", "warm", database="default", stdout=io.StringIO())
+    stats = replay.snapshots().stats
+    misses = stats.misses
+    # sites comes before testapp in the plan: its post-migrate state is not a prefix.
+    migrate("default", "sites", "0001_initial")
+    migrate("default")
+    assert stats.misses == misses

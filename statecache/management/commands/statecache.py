@@ -161,6 +161,7 @@ class Command(BaseCommand):
         try:
             with lock:
                 counts = plan.warm(progress)
+                rollbacks = plan.warm_rollbacks()
         except filelock.Timeout:
             raise CommandError("another warm has held the cache for 10 minutes; try again")
         plan.cache.flush_stats()
@@ -170,7 +171,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"statecache warm: {len(plan.migrations)} migrations, "
             f"{counts['computed']} states computed, {counts['cached']} already cached, "
-            f"{counts['uncacheable']} uncacheable, in {elapsed:.2f}s"
+            f"{counts['uncacheable']} uncacheable; {rollbacks['computed']} states with an app's "
+            f"latest migration unapplied computed, {rollbacks['cached']} already cached; "
+            f"in {elapsed:.2f}s"
         )
 
     def _status(self, database: str) -> dict:
