@@ -12,7 +12,9 @@ same on every supported Django:
 What differs between versions is what Django does inside them (4.2 computes the post-migrate
 state with every model rendered and re-rendered on each mutation; 5.1+ drops the render first;
 6.1 keeps unique_together as a set of tuples after a removal), and statecache replaces that
-whole part (and its codec keeps sets and tuples exactly), so no branch is needed yet. New Django
+whole part (and its codec keeps sets and tuples exactly), so no branch is needed yet. Other
+private API used, also the same on every supported version: `ProjectState._find_reload_model`
+and `ProjectState._reload`, the two halves of `reload_models` (registry.py). New Django
 releases are refused until they have been checked, because the executor is private API.
 """
 

@@ -79,7 +79,8 @@ def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
 def _reorder(apps: StateApps, order: list[ModelKey]) -> None:
     for app_label, models in apps.all_models.items():
         wanted = [name for label, name in order if label == app_label and name in models]
-        rest = [name for name in models if name not in set(wanted)]
+        placed = set(wanted)
+        rest = [name for name in models if name not in placed]
         items = [(name, models[name]) for name in [*wanted, *rest]]
         models.clear()  # in place: the app config stub holds this very dict
         models.update(items)
