@@ -187,18 +187,24 @@ class StatePlan:
             cost += time.perf_counter() - started
         return counts
 
+    def rollback_masks(self) -> list[list[bool]]:
+        """For each app, everything applied but its latest migration (a leaf of the graph)."""
+        masks = []
+        for leaf in self.loader.graph.leaf_nodes():
+            q = self.keys.index.get(leaf)
+            if q is not None:
+                mask = [True] * len(self.migrations)
+                mask[q] = False
+                masks.append(mask)
+        return masks
+
     def warm_rollbacks(self) -> dict[str, int]:
         """Store, for each app, the state with its latest migration unapplied: the post-migrate
         state of the most common rollback (one step back on an app), and the applied state of
         the `migrate` that re-applies it. One replay each, from that migration to the end."""
         end = len(self.migrations)
         counts = {"computed": 0, "cached": 0, "uncacheable": 0}
-        for leaf in self.loader.graph.leaf_nodes():
-            q = self.keys.index.get(leaf)
-            if q is None:
-                continue
-            mask = [True] * end
-            mask[q] = False
+        for mask in self.rollback_masks():
             key = self.keys.running(mask)[end]
             if key is None:
                 counts["uncacheable"] += 1

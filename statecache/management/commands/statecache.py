@@ -273,6 +273,7 @@ class Command(BaseCommand):
             keep = set(plan.keys.running([True] * len(plan.migrations)))
             applied = {k for k in executor.loader.applied_migrations if k in plan.keys.index}
             keep |= set(plan.keys.running(plan.mask(applied)))
+            keep |= {plan.keys.running(mask)[-1] for mask in plan.rollback_masks()}
             keep.discard(None)
         store = replay.snapshots().store
         if not store.base.exists():
