@@ -43,3 +43,18 @@ def cache_dir(tmp_path, monkeypatch):
     directory = tmp_path / "cache"
     monkeypatch.setenv("STATECACHE_DIR", str(directory))
     return directory
+
+
+@pytest.fixture
+def project_state():
+    """The state of the in-process test graph (contrib apps and tests.testapp)."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    from statecache import keys
+
+    loader = MigrationLoader(connection)
+    # As every run does before it reads the cache: fingerprinting the graph is what lets
+    # decoding import the classes its migrations use.
+    keys.fingerprints(loader, loader.graph.nodes.values())
+    return loader.project_state()

@@ -14,8 +14,7 @@ import sys
 
 import msgpack
 import pytest
-from django.db import connection, migrations, models
-from django.db.migrations.loader import MigrationLoader
+from django.db import migrations, models
 from django.db.migrations.state import ModelState
 
 from statecache import codec, conf, keys
@@ -186,34 +185,27 @@ def test_a_forged_entry_in_the_store_is_a_miss_logged_once(tmp_path, evil, caplo
 KEY = b"0123456789abcdef-team-secret"
 
 
-@pytest.fixture
-def graph_state():
-    loader = MigrationLoader(connection)
-    keys.fingerprints(loader, loader.graph.nodes.values())
-    return loader.project_state()
-
-
-def test_signed_entries_round_trip_and_unsigned_readers_can_use_them(tmp_path, graph_state):
+def test_signed_entries_round_trip_and_unsigned_readers_can_use_them(tmp_path, project_state):
     signed = Snapshots(Store(tmp_path, signing_key=KEY, umask=None))
-    assert signed.save(b"k" * 16, graph_state) is not None
+    assert signed.save(b"k" * 16, project_state) is not None
     assert len(signed.store.ref_path(b"k" * 16).read_bytes()) == SIGNED_REF_SIZE
-    assert signed.load(b"k" * 16, graph_state.real_apps)[0] == graph_state
+    assert signed.load(b"k" * 16, project_state.real_apps)[0] == project_state
     plain = Snapshots(Store(tmp_path, signing_key=None, umask=None))
-    assert plain.load(b"k" * 16, graph_state.real_apps)[0] == graph_state
+    assert plain.load(b"k" * 16, project_state.real_apps)[0] == project_state
     # An unsigned writer leaves the signed entries as they are.
-    assert plain.save(b"k" * 16, graph_state) is not None
+    assert plain.save(b"k" * 16, project_state) is not None
     assert Snapshots(Store(tmp_path, signing_key=KEY, umask=None)).load(
-        b"k" * 16, graph_state.real_apps
+        b"k" * 16, project_state.real_apps
     )
 
 
-def test_a_forged_ref_is_refused_with_a_key_and_taken_without(tmp_path, graph_state, caplog):
+def test_a_forged_ref_is_refused_with_a_key_and_taken_without(tmp_path, project_state, caplog):
     """Someone who can write the directory but has no key points a state's ref at another
     state's manifest, with a correct checksum."""
-    other = graph_state.clone()
+    other = project_state.clone()
     other.remove_model("testapp", "book")
     writer = Snapshots(Store(tmp_path, signing_key=KEY, umask=None))
-    writer.save(b"k" * 16, graph_state)
+    writer.save(b"k" * 16, project_state)
     writer.save(b"o" * 16, other)
     forger = Store(tmp_path, signing_key=None, umask=None)
     forger.ref_path(b"k" * 16).unlink()
@@ -222,17 +214,17 @@ def test_a_forged_ref_is_refused_with_a_key_and_taken_without(tmp_path, graph_st
     # Without a key the forgery is indistinguishable from a real entry...
     assert (
         Snapshots(Store(tmp_path, signing_key=None, umask=None)).load(
-            b"k" * 16, graph_state.real_apps
+            b"k" * 16, project_state.real_apps
         )[0]
         == other
     )
     # ...with the key it is ignored (and rewritten by the next write).
     reader = Snapshots(Store(tmp_path, signing_key=KEY, umask=None))
     with caplog.at_level(logging.WARNING, logger="statecache"):
-        assert reader.load(b"k" * 16, graph_state.real_apps) is None
+        assert reader.load(b"k" * 16, project_state.real_apps) is None
     assert any("no valid signature" in r.getMessage() for r in caplog.records)
-    assert reader.save(b"k" * 16, graph_state) is not None
-    assert reader.load(b"k" * 16, graph_state.real_apps)[0] == graph_state
+    assert reader.save(b"k" * 16, project_state) is not None
+    assert reader.load(b"k" * 16, project_state.real_apps)[0] == project_state
 
 
 def test_a_forged_object_is_refused_with_a_key(tmp_path):

@@ -5,24 +5,13 @@ import os
 
 import msgpack
 import pytest
-from django.db import connection
-from django.db.migrations.loader import MigrationLoader
 
-from statecache import codec, keys
+from statecache import codec
 from statecache import store as store_module
 from statecache.snapshots import MAX_DEPTH, Snapshots, model_key
 from statecache.store import BLOB, MANIFEST, Store
 
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
-
-
-@pytest.fixture
-def project_state():
-    loader = MigrationLoader(connection)
-    # As every run does before it reads the cache: fingerprinting the graph is what lets
-    # decoding import the classes its migrations use.
-    keys.fingerprints(loader, loader.graph.nodes.values())
-    return loader.project_state()
 
 
 def test_objects_are_content_addressed_and_verified(tmp_path):
