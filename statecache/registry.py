@@ -102,6 +102,33 @@ def _restub(apps: StateApps, labels: set[str]) -> None:
     apps.app_configs = stubs
 
 
+def _changed(source: ProjectState, target: ProjectState) -> list[ModelKey]:
+    return [
+        key
+        for key in dict.fromkeys([*source.models, *target.models])
+        if key not in source.models
+        or key not in target.models
+        or source.models[key] != target.models[key]
+    ]
+
+
+def _over(target: ProjectState, rendered: StateApps, changed: list[ModelKey], limit: float) -> bool:
+    """Whether re-rendering the changed models would pass `limit`, estimated on the pre-migrate
+    registry before it is cloned and stopping as soon as it does: on a project connected through
+    a heavily referenced model the first changed model decides it."""
+    target.__dict__["apps"] = rendered
+    try:
+        seen: set[ModelKey] = set()
+        for key in changed:
+            if key in target.models:
+                seen |= target._find_reload_model(*key, delay=False)
+                if len(seen) > limit:
+                    return True
+        return False
+    finally:
+        del target.__dict__["apps"]
+
+
 def adopt(source: ProjectState, target: ProjectState) -> int | None:
     """Give `target` a registry built from `source`'s rendered one; return how many models
     were re-rendered, or None when `source` has no registry to offer or reusing it would
@@ -109,13 +136,11 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
     rendered = source.__dict__.get("apps")
     if not isinstance(rendered, StateApps) or source.real_apps != target.real_apps:
         return None
-    changed = [
-        key
-        for key in dict.fromkeys([*source.models, *target.models])
-        if key not in source.models
-        or key not in target.models
-        or source.models[key] != target.models[key]
-    ]
+    share = max_share()
+    registered = sum(len(models) for models in rendered.all_models.values())
+    changed = _changed(source, target)
+    if share < 1 and _over(target, rendered, changed, share * registered):
+        return None
     apps = rendered.clone()
     gone = [key for key in changed if key not in target.models]
     related: set[ModelKey] = set()
@@ -144,8 +169,6 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
         rerender: set[ModelKey] = set()
         for key in reload:
             rerender |= target._find_reload_model(*key, delay=False)
-        share = max_share()
-        registered = sum(len(models) for models in apps.all_models.values())
         if share < 1 and len(rerender) > share * registered:
             del target.__dict__["apps"]
             return None
