@@ -96,6 +96,8 @@ class Generator:
         self.names = 0
         self.pending_deps: set[tuple[str, str]] = set()
         self.ref_apps: dict[str, set[str]] = {}  # model label -> apps that ever pointed at it
+        # lower-cased model label -> the last migration whose DDL wrote its table
+        self.last_write: dict[str, tuple[str, str]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -126,6 +128,47 @@ class Generator:
             last = self.last_migration(app)
             if last:
                 self.pending_deps.add(last)
+
+    def referrers(self, label: str, to_field: str | None = None) -> set[str]:
+        """The models whose tables point at `label` (at its column `to_field` only, if given)."""
+        found = set()
+        for model in self.models.values():
+            if model.parent == label:
+                found.add(model.label.lower())
+            for spec in model.fields.values():
+                if spec.through == label or (
+                    spec.target == label and (to_field is None or spec.to_field == to_field)
+                ):
+                    found.add(model.label.lower())
+        return found
+
+    def written_tables(self, app: str, ops: list) -> set[str]:
+        """The models whose tables the migration's DDL can write, in either direction: the ones
+        it names and, where SQLite rebuilds the tables that point at a model (a renamed model, a
+        primary key or a referenced column changing type), those too."""
+        from django.db import migrations
+
+        written = set()
+        for op in ops:
+            if isinstance(op, migrations.RunSQL):
+                continue
+            if isinstance(op, migrations.RunPython):
+                name = op.code.args[1]
+            elif isinstance(op, migrations.RenameModel):
+                name = op.new_name
+            else:
+                name = getattr(op, "model_name", None) or op.name
+            label = f"{app}.{name}".lower()
+            written.add(label)
+            model = next((m for m in self.models.values() if m.label.lower() == label), None)
+            if model is None:
+                continue
+            if isinstance(op, migrations.RenameModel):
+                written |= self.referrers(model.label)
+            elif isinstance(op, migrations.AlterField):
+                to_field = None if op.name == "id" else op.name
+                written |= self.referrers(model.label, to_field)
+        return written
 
     def last_migration(self, app: str) -> tuple[str, str] | None:
         return (app, self.history[app][-1]["name"]) if self.history[app] else None
@@ -605,7 +648,7 @@ class Generator:
 
     # -- the history ---------------------------------------------------------------------------
 
-    def dependencies(self, app: str, ops: list) -> list:
+    def dependencies(self, app: str, name: str, ops: list) -> list:
         from django.conf import settings
         from django.db import migrations
 
@@ -614,6 +657,14 @@ class Generator:
         previous = self.last_migration(app)
         if previous:
             deps.add(previous)
+        # Two migrations that write the same table must be ordered by a dependency: Django
+        # unapplies in the graph's backwards order but computes each migration's state in plan
+        # order, and where those disagree a table is rebuilt from a state that does not match it.
+        for label in self.written_tables(app, ops):
+            last = self.last_write.get(label)
+            if last and last[0] != app:
+                deps.add(last)
+            self.last_write[label] = (app, name)
         labels = set()
         for op in ops:
             fields = []
@@ -649,7 +700,12 @@ class Generator:
         number = len(self.history[app]) + 1
         name = f"{number:04d}_{'initial' if number == 1 else 'auto'}"
         self.history[app].append(
-            {"name": name, "ops": ops, "deps": self.dependencies(app, ops), "initial": number == 1}
+            {
+                "name": name,
+                "ops": ops,
+                "deps": self.dependencies(app, name, ops),
+                "initial": number == 1,
+            }
         )
 
     def build(self) -> None:
