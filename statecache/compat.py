@@ -1,11 +1,12 @@
 """Everything that depends on the Django version lives here.
 
-statecache replaces two private methods of `MigrationExecutor` and one public method of
+statecache replaces three private methods of `MigrationExecutor` and one public method of
 `MigrationLoader`, and wraps `MigrationExecutor.migrate`, whose signatures and meaning are the
 same on every supported Django:
 
 - `MigrationExecutor.migrate(self, targets, plan=None, state=None, fake=False, fake_initial=False)`
 - `MigrationExecutor._create_project_state(self, with_applied_migrations=False)`
+- `MigrationExecutor._migrate_all_forwards(self, state, plan, full_plan, fake, fake_initial)`
 - `MigrationExecutor._migrate_all_backwards(self, plan, full_plan, fake)`
 - `MigrationLoader.project_state(self, nodes=None, at_end=True)`
 
@@ -53,6 +54,7 @@ def _replacements() -> dict[tuple[type, str], Callable]:
     return {
         (MigrationExecutor, "migrate"): executor.migrate,
         (MigrationExecutor, "_create_project_state"): executor.create_project_state,
+        (MigrationExecutor, "_migrate_all_forwards"): executor.migrate_all_forwards,
         (MigrationExecutor, "_migrate_all_backwards"): executor.migrate_all_backwards,
         (MigrationLoader, "project_state"): loader.project_state,
     }

@@ -6,6 +6,11 @@ through statecache. With STATECACHE_ENABLED off they call Django's originals and
 
 - `_create_project_state(with_applied_migrations=True)`: the state of the applied migrations,
   which `migrate` builds on every run for `pre_migrate`, comes from the cache.
+- `_migrate_all_forwards`: Django's own until a migration leaves the state "delayed" (Django
+  then renders every model afresh whenever a registry is next looked at, so the order in which
+  incremental re-renders left the models no longer shows); from there on, each migration is
+  applied with a registry of only the models its operations can reach, as backwards, instead of
+  Django re-rendering every related model after each operation.
 - `_migrate_all_backwards`: each migration's pre-state comes from the cache; the registry handed
   to `Migration.unapply` holds only the models its operations can reach (render.py); the
   post-migrate state is the cached (or replayed, never rendered) state of what stays applied,
@@ -22,7 +27,7 @@ import time
 
 from django.db.migrations.executor import MigrationExecutor
 
-from . import compat, conf, registry, render
+from . import compat, conf, operations, registry, render
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -100,6 +105,60 @@ def _adopt_registry(self: MigrationExecutor, post) -> None:
             f"{len(post.state.models)} models re-rendered "
             f"({time.perf_counter() - started:.3f}s)",
         )
+
+
+def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, fake_initial):
+    original = compat.original("_migrate_all_forwards")
+    if not conf.enabled():
+        return original(self, state, plan, full_plan, fake, fake_initial)
+    to_run = {migration for migration, _ in plan}
+    edges = None  # the relation graph, from the first partially applied migration on
+    partial = rendered = 0
+    for migration, _ in full_plan:
+        if not to_run:
+            break
+        if migration not in to_run:
+            continue
+        to_run.remove(migration)
+        if not state.is_delayed:
+            # Django's way, on the full registry: until the state is delayed, that registry
+            # (the order incremental re-renders left its models in) is what `post_migrate`
+            # receivers and RunPython code would see.
+            if "apps" not in state.__dict__:
+                if self.progress_callback:
+                    self.progress_callback("render_start")
+                state.apps  # noqa: B018 - Django's own full render
+                if self.progress_callback:
+                    self.progress_callback("render_success")
+            state = self.apply_migration(state, migration, fake=fake, fake_initial=fake_initial)
+            continue
+        state.__dict__.pop("apps", None)
+        try:
+            edges = edges or render.Edges(state)
+            changing = edges.before(migration)
+            if operations.data_only(migration):
+                count = 0  # RunPython renders every model afresh from a delayed state, as Django
+            else:
+                count = render.render(state, migration, edges)
+        except Exception:
+            logger.exception("statecache: cannot render for %s; rendering every model", migration)
+            edges = None
+            state.__dict__.pop("apps", None)
+            state.apps  # noqa: B018 - Django's own full render
+            count = len(state.models)
+        partial += 1
+        rendered += count
+        state = self.apply_migration(state, migration, fake=fake, fake_initial=fake_initial)
+        state.__dict__.pop("apps", None)
+        try:
+            if edges is not None:
+                edges.after(state, changing)
+        except Exception:
+            logger.exception("statecache: cannot follow the relations after %s", migration)
+            edges = None
+    if partial:
+        _say(self, f"forwards: {partial} migrations applied rendering {rendered} models in all")
+    return state
 
 
 def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):

@@ -97,17 +97,42 @@ def state_scope(operation, app_label: str) -> tuple[set[ModelKey], bool] | None:
     return found, renames
 
 
+class Links:
+    """What a set of fields and bases point to: the models a field targets (`weak`: rendering
+    needs only their primary key and the columns named in `columns`), and explicit through
+    models and model bases (`strong`: needed in full)."""
+
+    def __init__(self) -> None:
+        self.weak: set[ModelKey] = set()
+        self.strong: set[ModelKey] = set()
+        self.columns: dict[ModelKey, set[str]] = {}
+
+    def add_field(self, field, app_label: str, model_name: str) -> None:
+        remote = getattr(field, "remote_field", None)
+        if remote is None:
+            return
+        target = resolve_relation(remote.model, app_label, model_name)
+        self.weak.add(target)
+        names = {name for name in getattr(field, "to_fields", None) or () if name}
+        if names:
+            self.columns.setdefault(target, set()).update(names)
+        through = getattr(remote, "through", None)
+        if through is not None:
+            self.strong.add(resolve_relation(through, app_label, model_name))
+
+    def add_bases(self, bases: Iterable, app_label: str) -> None:
+        self.strong |= base_keys(bases, app_label)
+
+    @property
+    def models(self) -> set[ModelKey]:
+        return self.weak | self.strong
+
+
 def field_targets(field, app_label: str, model_name: str) -> set[ModelKey]:
     """The models a field points to: its target and its explicit through model."""
-    targets: set[ModelKey] = set()
-    remote = getattr(field, "remote_field", None)
-    if remote is None:
-        return targets
-    for value in (remote.model, getattr(remote, "through", None)):
-        if value is None:
-            continue
-        targets.add(resolve_relation(value, app_label, model_name))
-    return targets
+    links = Links()
+    links.add_field(field, app_label, model_name)
+    return links.models
 
 
 def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
@@ -121,32 +146,45 @@ def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
     return keys
 
 
-def referenced_models(operation, app_label: str) -> set[ModelKey]:
-    """Models an operation's own content points to (field targets, bases of a CreateModel)."""
-    found: set[ModelKey] = set()
+def referenced_models(operation, app_label: str, links: Links | None = None) -> Links:
+    """What an operation's own content points to (field targets, bases of a CreateModel)."""
+    links = links if links is not None else Links()
     for inner in flatten([operation]):
         kind = type(inner)
         if kind is ops.CreateModel:
             for _, field in inner.fields:
-                found |= field_targets(field, app_label, inner.name_lower)
-            found |= base_keys(inner.bases or (), app_label)
+                links.add_field(field, app_label, inner.name_lower)
+            links.add_bases(inner.bases or (), app_label)
         elif kind in (ops.AddField, ops.AlterField):
-            found |= field_targets(inner.field, app_label, inner.model_name_lower)
-    return found
+            links.add_field(inner.field, app_label, inner.model_name_lower)
+    return links
 
 
-def migration_models(migration) -> set[ModelKey] | None:
-    """Every model a migration's operations name or point to.
+def migration_models(migration) -> tuple[set[ModelKey], Links] | None:
+    """The models a migration's operations name (whose tables they write), and what their
+    fields and bases point to.
 
     None when Django's database side could reach any model: RunPython, RunSQL with state
     operations, SeparateDatabaseAndState and any operation class outside Django.
     """
-    found: set[ModelKey] = set()
+    named: set[ModelKey] = set()
+    pointed = Links()
     for operation in migration.operations:
         if type(operation) is ops.RunSQL and not operation.state_operations:
             continue
         keys = named_models(operation, migration.app_label)
         if keys is None:
             return None
-        found |= keys | referenced_models(operation, migration.app_label)
-    return found
+        named |= keys
+        referenced_models(operation, migration.app_label, pointed)
+    return named, pointed
+
+
+def data_only(migration) -> bool:
+    """Whether the migration holds only RunPython and plain RunSQL: no state change, and no model
+    but those RunPython's code looks up in the registry Django hands it."""
+    return bool(migration.operations) and all(
+        type(operation) is ops.RunPython
+        or (type(operation) is ops.RunSQL and not operation.state_operations)
+        for operation in migration.operations
+    )

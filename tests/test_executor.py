@@ -241,3 +241,54 @@ def test_after_warm_one_step_back_and_forwards_again_replay_nothing(databases, m
     migrate("default", "sites", "0001_initial")
     migrate("default")
     assert stats.misses == misses
+
+
+def test_forwards_after_a_delayed_migration_render_only_what_each_one_reaches(
+    databases, monkeypatch
+):
+    """testapp's 0002 adds a plain field, which leaves Django's state "delayed": 0003 is then
+    applied with a registry of the models it reaches. Database, rows, the registry handed to
+    `post_migrate` and the returned state are Django's."""
+    from django.db.models.signals import post_migrate
+
+    from tests.harness import dump_apps, rows
+
+    seen = {}
+
+    def receiver(sender, apps, using, **kwargs):
+        seen.setdefault(using, dump_apps(apps))
+
+    results = {}
+    outputs = {}
+    for database, on in (("other", False), ("default", True)):
+        enable(monkeypatch, False)
+        migrate(database, "testapp", "zero")
+        enable(monkeypatch, on)
+        post_migrate.connect(receiver, weak=False)
+        try:
+            outputs[database] = migrate(database, verbosity=3)
+        finally:
+            post_migrate.disconnect(receiver)
+        executor = MigrationExecutor(connections[database])
+        table_rows = rows(connections[database])
+        # Earlier tests left the two databases with different histories: not the ids.
+        table_rows["django_migrations"] = [row[1:] for row in table_rows["django_migrations"]]
+        results[database] = (schema(connections[database]), table_rows)
+        results[database] += (dump_state(executor.loader.project_state()),)
+    assert "statecache: forwards: 1 migrations applied rendering" in outputs["default"]
+    assert results["default"] == results["other"]
+    assert seen["default"] == seen["other"]
+
+
+def test_forwards_driven_directly_returns_django_s_state(databases, monkeypatch):
+    """Through MigrationExecutor.migrate without a state (the executor renders on its own):
+    the same returned state, model order included, and the same database."""
+    results = {}
+    for database, on in (("other", False), ("default", True)):
+        enable(monkeypatch, False)
+        migrate(database, "testapp", "zero")
+        enable(monkeypatch, on)
+        executor = MigrationExecutor(connections[database])
+        state = executor.migrate([("testapp", "0003_rename")])
+        results[database] = (dump_state(state), schema(connections[database]))
+    assert results["default"] == results["other"]
