@@ -27,7 +27,7 @@ import time
 
 from django.db.migrations.executor import MigrationExecutor
 
-from . import compat, conf, operations, registry, render
+from . import compat, conf, registry, render
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -136,10 +136,8 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
         try:
             edges = edges or render.Edges(state)
             changing = edges.before(migration)
-            if operations.data_only(migration):
-                count = 0  # RunPython renders every model afresh from a delayed state, as Django
-            else:
-                count = render.render(state, migration, edges)
+            # RunPython renders every model afresh from a delayed state (Django's own rule).
+            count = render.render(state, migration, edges, run_python_renders=True)
         except Exception:
             logger.exception("statecache: cannot render for %s; rendering every model", migration)
             edges = None

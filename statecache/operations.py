@@ -160,17 +160,23 @@ def referenced_models(operation, app_label: str, links: Links | None = None) -> 
     return links
 
 
-def migration_models(migration) -> tuple[set[ModelKey], Links] | None:
+def migration_models(
+    migration, run_python_renders: bool = False
+) -> tuple[set[ModelKey], Links] | None:
     """The models a migration's operations name (whose tables they write), and what their
     fields and bases point to.
 
     None when Django's database side could reach any model: RunPython, RunSQL with state
     operations, SeparateDatabaseAndState and any operation class outside Django.
+    `run_python_renders`: RunPython needs nothing from the registry handed to the migration,
+    because Django renders every model afresh for it (applying it from a delayed state).
     """
     named: set[ModelKey] = set()
     pointed = Links()
     for operation in migration.operations:
         if type(operation) is ops.RunSQL and not operation.state_operations:
+            continue
+        if run_python_renders and type(operation) is ops.RunPython:
             continue
         keys = named_models(operation, migration.app_label)
         if keys is None:
@@ -178,13 +184,3 @@ def migration_models(migration) -> tuple[set[ModelKey], Links] | None:
         named |= keys
         referenced_models(operation, migration.app_label, pointed)
     return named, pointed
-
-
-def data_only(migration) -> bool:
-    """Whether the migration holds only RunPython and plain RunSQL: no state change, and no model
-    but those RunPython's code looks up in the registry Django hands it."""
-    return bool(migration.operations) and all(
-        type(operation) is ops.RunPython
-        or (type(operation) is ops.RunSQL and not operation.state_operations)
-        for operation in migration.operations
-    )

@@ -102,7 +102,7 @@ def _stub(model_state: ModelState, columns: set[str]) -> ModelState | None:
 
 
 def registry_models(
-    state: ProjectState, migration, edges: Edges | None = None
+    state: ProjectState, migration, edges: Edges | None = None, run_python_renders: bool = False
 ) -> dict[ModelKey, ModelState] | None:
     """The model states to render for applying or unapplying `migration` from `state`, in
     state order; None: all of them.
@@ -112,7 +112,7 @@ def registry_models(
     models). The models they merely point to (foreign-key targets) are rendered as stand-ins
     (`_stub`): following every target's own relations would reach most of a project that is
     connected through a heavily referenced model or the user model."""
-    scope = operations.migration_models(migration)
+    scope = operations.migration_models(migration, run_python_renders)
     if scope is None:
         return None
     named, pointed = scope
@@ -154,10 +154,12 @@ def registry_models(
     }
 
 
-def render(state: ProjectState, migration, edges: Edges | None = None) -> int:
+def render(
+    state: ProjectState, migration, edges: Edges | None = None, run_python_renders: bool = False
+) -> int:
     """Give `state` the `apps` to (un)apply `migration` with; return how many models it
     rendered."""
-    subset = registry_models(state, migration, edges)
+    subset = registry_models(state, migration, edges, run_python_renders)
     if subset is not None and len(subset) < len(state.models):
         try:
             state.apps = StateApps(state.real_apps, subset)
