@@ -128,13 +128,6 @@ class Links:
         return self.weak | self.strong
 
 
-def field_targets(field, app_label: str, model_name: str) -> set[ModelKey]:
-    """The models a field points to: its target and its explicit through model."""
-    links = Links()
-    links.add_field(field, app_label, model_name)
-    return links.models
-
-
 def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
     keys: set[ModelKey] = set()
     for base in bases:
@@ -146,9 +139,9 @@ def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
     return keys
 
 
-def referenced_models(operation, app_label: str, links: Links | None = None) -> Links:
-    """What an operation's own content points to (field targets, bases of a CreateModel)."""
-    links = links if links is not None else Links()
+def referenced_models(operation, app_label: str, links: Links) -> None:
+    """Add to `links` what an operation's own content points to (field targets, bases of a
+    CreateModel)."""
     for inner in flatten([operation]):
         kind = type(inner)
         if kind is ops.CreateModel:
@@ -157,7 +150,6 @@ def referenced_models(operation, app_label: str, links: Links | None = None) -> 
             links.add_bases(inner.bases or (), app_label)
         elif kind in (ops.AddField, ops.AlterField):
             links.add_field(inner.field, app_label, inner.model_name_lower)
-    return links
 
 
 def migration_models(
