@@ -160,6 +160,8 @@ class Generator:
                 name = getattr(op, "model_name", None) or op.name
             label = f"{app}.{name}".lower()
             written.add(label)
+            if isinstance(op, migrations.RenameModel):  # the same table under its old name
+                written.add(f"{app}.{op.old_name}".lower())
             model = next((m for m in self.models.values() if m.label.lower() == label), None)
             if model is None:
                 continue
@@ -454,8 +456,20 @@ class Generator:
         do this): every column that references it changes too."""
         from django.db import migrations
 
+        # Not a model that an auto-created many-to-many table points to (its target, or the
+        # model the field is on): on MySQL and MariaDB, Django then fails to change the primary
+        # key's type ("used in a foreign key constraint"), without statecache alike.
+        auto_m2m = [
+            (m.label, f.target)
+            for m in self.models.values()
+            for f in m.fields.values()
+            if f.kind == "m2m" and not f.through
+        ]
+        in_m2m = {label for pair in auto_m2m for label in pair}
         models_with_id = [
-            m for m in self.app_models(app) if m.fields.get("id") and not m.is_through
+            m
+            for m in self.app_models(app)
+            if m.fields.get("id") and not m.is_through and m.label not in in_m2m
         ]
         if not models_with_id:
             return []
