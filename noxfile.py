@@ -111,8 +111,7 @@ def django_suite(session: nox.Session, django: str) -> None:
 
 @nox.session(python=MAIN["6.1"])
 def benchmark(session: nox.Session) -> None:
-    """The benchmark end to end on a small generated project (one run of each scenario; seed 2,
-    whose history vanilla Django can unapply to zero: see the README's limits)."""
+    """The benchmark end to end on a small generated project (one run of each scenario)."""
     install(session, "6.1", "")
     work = os.path.abspath(session.create_tmp())  # the runner works from the project directory
     session.run(

@@ -98,6 +98,9 @@ class Generator:
         self.ref_apps: dict[str, set[str]] = {}  # model label -> apps that ever pointed at it
         # lower-cased model label -> the last migration whose DDL wrote its table
         self.last_write: dict[str, tuple[str, str]] = {}
+        # lower-cased model label -> (model, to_field) of every foreign key that ever pointed at
+        # it: in the plan, a migration of another app can run while a since-removed one exists
+        self.pointers: dict[str, set[tuple[str, str | None]]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -129,9 +132,39 @@ class Generator:
             if last:
                 self.pending_deps.add(last)
 
+    def record_pointers(self, app: str, ops: list) -> None:
+        from django.db import migrations
+
+        for op in ops:
+            if isinstance(op, migrations.RenameModel):
+                old, new = f"{app}.{op.old_name}".lower(), f"{app}.{op.new_name}".lower()
+                self.pointers.setdefault(new, set()).update(self.pointers.get(old, ()))
+                for refs in self.pointers.values():
+                    for _, to_field in [r for r in refs if r[0] == old]:
+                        refs.add((new, to_field))
+                continue
+            if isinstance(op, migrations.CreateModel):
+                owner, fields = op.name, [f for _, f in op.fields]
+            elif isinstance(op, (migrations.AddField, migrations.AlterField)):
+                owner, fields = op.model_name, [op.field]
+            else:
+                continue
+            for relation in fields:
+                remote = getattr(relation, "remote_field", None)
+                if remote is not None:
+                    to_field = next(iter(getattr(relation, "to_fields", None) or [None]))
+                    self.pointers.setdefault(str(remote.model).lower(), set()).add(
+                        (f"{app}.{owner}".lower(), to_field)
+                    )
+
     def referrers(self, label: str, to_field: str | None = None) -> set[str]:
-        """The models whose tables point at `label` (at its column `to_field` only, if given)."""
-        found = set()
+        """The models whose tables point, or ever pointed, at `label` (at its column `to_field`
+        only, if given)."""
+        found = {
+            model
+            for model, column in self.pointers.get(label.lower(), ())
+            if to_field is None or column == to_field
+        }
         for model in self.models.values():
             if model.parent == label:
                 found.add(model.label.lower())
@@ -674,6 +707,7 @@ class Generator:
         # Two migrations that write the same table must be ordered by a dependency: Django
         # unapplies in the graph's backwards order but computes each migration's state in plan
         # order, and where those disagree a table is rebuilt from a state that does not match it.
+        self.record_pointers(app, ops)
         for label in self.written_tables(app, ops):
             last = self.last_write.get(label)
             if last and last[0] != app:
