@@ -165,14 +165,11 @@ class Generator:
             for model, column in self.pointers.get(label.lower(), ())
             if to_field is None or column == to_field
         }
+        # Foreign keys are in `pointers`; a multi-table child and a many-to-many field through
+        # the model point at it without one:
         for model in self.models.values():
-            if model.parent == label:
+            if model.parent == label or any(s.through == label for s in model.fields.values()):
                 found.add(model.label.lower())
-            for spec in model.fields.values():
-                if spec.through == label or (
-                    spec.target == label and (to_field is None or spec.to_field == to_field)
-                ):
-                    found.add(model.label.lower())
         return found
 
     def written_tables(self, app: str, ops: list) -> set[str]:
