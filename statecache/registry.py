@@ -23,7 +23,9 @@ from django.db.migrations.state import (
     get_related_models_recursive,
 )
 
-ModelKey = tuple[str, str]
+from . import operations
+from .operations import ModelKey
+
 # Above this share of the models to re-render, a fresh render costs no more: leave it to Django.
 # The environment variable STATECACHE_REGISTRY_MAX_SHARE overrides it (1: always reuse; the
 # differential tests set it to check the reuse on every rollback).
@@ -41,26 +43,17 @@ def _labels(state: ProjectState) -> set[str]:
     return {app_label for app_label, _ in state.models}
 
 
-def _base_keys(model_state) -> set[ModelKey]:
-    keys = set()
-    for base in model_state.bases:
-        if isinstance(base, str):
-            app_label, _, name = base.partition(".")
-            keys.add((app_label, name.lower()))
-        elif hasattr(base, "_meta"):
-            keys.add((base._meta.app_label, base._meta.model_name))
-    return keys
-
-
 def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
     """The order in which `StateApps(real_apps, state.models)` registers the state's models."""
     order: list[ModelKey] = []
     pending = list(state.models.items())
+    known = set(state.models)
     done: set[ModelKey] = set()
     while pending:
         waiting = []
         for key, model_state in pending:
-            if not (_base_keys(model_state) & set(state.models)) <= done:
+            bases = operations.base_keys(model_state.bases, model_state.app_label)
+            if not (bases & known) <= done:
                 waiting.append((key, model_state))
                 continue
             model = apps.all_models[key[0]][key[1]]
