@@ -6,6 +6,11 @@ Django writes migrations and clones fields. A value that cannot be written that 
 `Uncacheable`; `encode_model_state` also decodes what it wrote and refuses anything that does
 not come back equal and re-encode to the same bytes, so a cached state is never a guess.
 
+Values that cannot be written that way but come from an operation argument (origins.py) are
+written as their origin when an `origins.Index` is given, and decoding takes them from the
+migrations this process has loaded. Fingerprinting (`fingerprint=True`) never refuses a value:
+what it cannot encode it hashes as a stable marker and records as a leaf of the migration.
+
 Decoding what the cache holds imports and calls only what the migration graph itself uses: the
 import paths its operations reference (collected when keys.py fingerprints them, see `allow`)
 and Django's own field, manager, index, constraint, expression and validator classes from
@@ -35,8 +40,11 @@ from django.db.models.manager import BaseManager
 from django.utils.functional import Promise, lazy
 from django.utils.module_loading import import_string
 
+from . import origins
+from .origins import VOLATILE
+
 # Bumped whenever the byte layout changes; part of every key and of the store's path.
-CODEC_VERSION = 1
+CODEC_VERSION = 2
 
 
 class Uncacheable(Exception):
@@ -121,8 +129,9 @@ FIELD = 17
 MANAGER = 18
 PATH = 19
 OPERATION = 20
-UNRESOLVABLE_REF = 21
+# 21 was UNRESOLVABLE_REF (codec 1): fingerprints now hash such values as ORIGIN markers.
 BIGINT = 22
+ORIGIN = 23
 
 
 class Partial(functools.partial):
@@ -218,9 +227,21 @@ class Encoder:
     callables that cannot be imported (lambdas in RunPython) are named rather than refused.
     """
 
-    def __init__(self, fingerprint: bool = False, refs: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        fingerprint: bool = False,
+        refs: set[str] | None = None,
+        *,
+        leaves: origins.Leaves | None = None,
+        index: origins.Index | None = None,
+    ) -> None:
         self.fingerprint = fingerprint
         self.refs = refs  # collects every import path written, when given
+        self.leaves = leaves  # fingerprinting: receives the values taken by origin
+        self.index = index  # encoding a state: where those values come from
+        # > 0 while the elements of a set are packed: their order is not stable, so values
+        # met there cannot be given an ordinal (they are hashed, never taken by origin).
+        self._in_set = 0
 
     def _path(self, obj: Any) -> str:
         path = ref_of(obj)
@@ -243,25 +264,80 @@ class Encoder:
             return [msgpack.ExtType(code, b""), payload]
         return msgpack.ExtType(code, self.pack(payload))
 
+    def _leaf(self, obj: Any, reason: str, marker: Any) -> Any:
+        """Fingerprinting: what is hashed for a value taken by origin (its kind and a stable
+        marker, never the value), recording the value as a leaf of the migration."""
+        if self.leaves is not None and not self._in_set:
+            self.leaves.add(obj, reason)
+        else:
+            reason = "unrecorded " + reason
+        return self._ext(ORIGIN, [reason, marker])
+
+    def _origin(self, obj: Any) -> Any:
+        """Encoding a state: `obj` as its origin, if it is a leaf of the loaded migrations."""
+        found = self.index.origins_of(obj) if self.index is not None else None
+        if found is None:
+            return None
+        return self._ext(ORIGIN, [[list(o) for o in found], origins.type_name(obj)])
+
+    def _class(self, cls: type) -> Any:
+        """A class by import path; if it has none (made by a factory), by origin."""
+        try:
+            return self._path(cls)
+        except Uncacheable:
+            if self.fingerprint:
+                bases = [origins.path_of(base) for base in cls.__mro__[1:]]
+                return self._leaf(cls, origins.NOT_IMPORTABLE, [origins.path_of(cls), bases])
+            found = self._origin(cls)
+            if found is None:
+                raise
+            return found
+
     def _ref(self, obj: Any) -> msgpack.ExtType:
         try:
             return self._ext(REF, self._path(obj))
         except Uncacheable:
             if not self.fingerprint:
                 raise
+            name = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
+            deconstruct = getattr(obj, "deconstruct", None)
+            if callable(deconstruct):  # models.SET(value) returns such a closure
+                try:
+                    return self._leaf(obj, origins.NOT_IMPORTABLE, [name, deconstruct()])
+                except Exception:
+                    pass
             code = getattr(obj, "__code__", None)
             body = code.co_code if code is not None else b""
-            name = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
-            return self._ext(UNRESOLVABLE_REF, [name, body])
+            return self._leaf(obj, origins.NOT_IMPORTABLE, [name, body])
 
-    def _default(self, obj: Any) -> Any:  # noqa: C901 - one dispatch table
+    def _default(self, obj: Any) -> Any:
+        if self.fingerprint:
+            if type(obj) in VOLATILE:
+                return self._leaf(obj, origins.IMPORT_TIME, origins.type_name(obj))
+            try:
+                return self._exact(obj)
+            except Uncacheable:
+                return self._leaf(obj, origins.NO_ENCODING, origins.type_name(obj))
+        found = self._origin(obj)
+        if found is not None:
+            return found
+        if self.index is not None and type(obj) in VOLATILE:
+            # Its value would be the writer's: only an operation's own value is this process's.
+            raise Uncacheable(f"{obj!r} is not an operation argument")
+        return self._exact(obj)
+
+    def _exact(self, obj: Any) -> Any:  # noqa: C901 - one dispatch table
         t = type(obj)
         if t is int:  # beyond msgpack's 64 bits
             return self._ext(BIGINT, str(obj))
         if t is tuple:
             return self._ext(TUPLE, list(obj))
         if t is set or t is frozenset:
-            items = sorted(self.pack(item) for item in obj)
+            self._in_set += 1
+            try:
+                items = sorted(self.pack(item) for item in obj)
+            finally:
+                self._in_set -= 1
             return msgpack.ExtType(
                 SET if t is set else FROZENSET,
                 msgpack.packb([msgpack.ExtType(0, i) for i in items], use_bin_type=True),
@@ -295,7 +371,7 @@ class Encoder:
             return self._ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
         if isinstance(obj, models.Field):
             _, _, args, kwargs = obj.deconstruct()
-            return self._ext(FIELD, [self._path(t), list(args), kwargs])
+            return self._ext(FIELD, [self._class(t), list(args), kwargs])
         if isinstance(obj, BaseManager):
             try:
                 as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
@@ -312,7 +388,7 @@ class Encoder:
             and hasattr(obj, "_constructor_args")
         ):
             args, kwargs = obj._constructor_args
-            return self._ext(OPERATION, [ref_of(t), list(args), kwargs])
+            return self._ext(OPERATION, [self._class(t), list(args), kwargs])
         if isinstance(
             obj,
             (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType),
@@ -327,15 +403,20 @@ class Encoder:
             if not (isinstance(result, tuple) and len(result) == 3):
                 raise Uncacheable(f"{obj!r}.deconstruct() is not (path, args, kwargs)")
             _, args, kwargs = result
-            return self._ext(DECONSTRUCTED, [self._path(t), list(args), dict(kwargs)])
+            payload = [self._class(t), list(args), dict(kwargs)]
+            if self.fingerprint and t.__eq__ is object.__eq__:
+                # A decoded copy would never equal it: the state needs the object itself.
+                return self._leaf(obj, origins.NO_EQUALITY, payload)
+            return self._ext(DECONSTRUCTED, payload)
         raise Uncacheable(f"no exact encoding for {t.__qualname__} value {obj!r}")
 
 
 class _Decoder:
     """msgpack's ext hook; unless `trusted`, every import path is checked before it is used."""
 
-    def __init__(self, trusted: bool) -> None:
+    def __init__(self, trusted: bool, index: origins.Index | None = None) -> None:
         self.trusted = trusted
+        self.index = index
 
     def unpack(self, data: bytes) -> Any:
         return msgpack.unpackb(
@@ -350,6 +431,11 @@ class _Decoder:
         if ":" not in path:  # managers are deconstructed to dotted paths
             return import_string(path)
         return resolve_ref(path)
+
+    def construct(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        if not isinstance(cls, type):  # a class by origin: never anything else
+            cls = self.resolve(cls)
+        return cls(*args, **kwargs)
 
     def hook(self, code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
         if code == 0:  # an element of a sorted set, packed on its own
@@ -393,7 +479,12 @@ class _Decoder:
             return Partial(func, *args, **keywords)
         if code in (DECONSTRUCTED, FIELD):
             cls, args, kwargs = payload
-            return self.resolve(cls)(*args, **kwargs)
+            return self.construct(cls, args, kwargs)
+        if code == ORIGIN:
+            if self.index is None:
+                raise origins.Unresolved("no loaded migrations to take it from")
+            found, expected = payload
+            return self.index.resolve(found, expected)
         if code == MANAGER:
             as_manager, manager_path, qs_path, args, kwargs = payload
             # Exactly what ModelState.construct_managers does with a deconstruction.
@@ -405,15 +496,15 @@ class _Decoder:
         raise ValueError(f"unknown extension type {code}")
 
 
-_trusted = _Decoder(trusted=True)
-_checked = _Decoder(trusted=False)
-
-
 _encoder = Encoder()
 fingerprint_encoder = Encoder(fingerprint=True)
 
 
-def _model_state_payload(state: ModelState) -> list[Any]:
+def _encoder_for(index: origins.Index | None) -> Encoder:
+    return _encoder if index is None else Encoder(index=index)
+
+
+def _model_state_payload(state: ModelState, encoder: Encoder) -> list[Any]:
     if type(state.options) is not dict or type(state.fields) is not dict:
         raise Uncacheable(f"{state!r} has non-dict fields or options")
     counters = sorted(
@@ -429,34 +520,42 @@ def _model_state_payload(state: ModelState) -> list[Any]:
         tuple(state.bases),
         # Packed separately so that decoding can create them in their creation order.
         [
-            [name, _encoder.pack(manager), rank[i]]
+            [name, encoder.pack(manager), rank[i]]
             for i, (name, manager) in enumerate(state.managers)
         ],
     ]
 
 
-def encode_model_state(state: ModelState, *, check: bool = True) -> bytes:
-    data = _encoder.pack(_model_state_payload(state))
+def encode_model_state(
+    state: ModelState, *, check: bool = True, index: origins.Index | None = None
+) -> bytes:
+    """The bytes of `state`; with `index`, the leaves of those migrations by origin."""
+    encoder = _encoder_for(index)
+    data = encoder.pack(_model_state_payload(state, encoder))
     if check:
-        verify(state, data)
+        verify(state, data, index=index)
     return data
 
 
-def verify(state: ModelState, data: bytes) -> None:
+def verify(state: ModelState, data: bytes, *, index: origins.Index | None = None) -> None:
     """Raise Uncacheable unless `data` decodes to a state equal to `state` that encodes back
     to the same bytes."""
     try:
-        decoded = decode_model_state(data, trusted=True)
+        decoded = decode_model_state(data, trusted=True, index=index)
     except Exception as exc:
         raise Uncacheable(f"{state!r} does not decode: {exc}")
-    if decoded != state or _encoder.pack(_model_state_payload(decoded)) != data:
+    encoder = _encoder_for(index)
+    if decoded != state or encoder.pack(_model_state_payload(decoded, encoder)) != data:
         raise Uncacheable(f"{state!r} does not round-trip exactly")
 
 
-def decode_model_state(data: bytes, *, trusted: bool = False) -> ModelState:
+def decode_model_state(
+    data: bytes, *, trusted: bool = False, index: origins.Index | None = None
+) -> ModelState:
     """Decode a ModelState. Unless `trusted` (bytes this process has just encoded), an import
-    path the migration graph does not use raises Disallowed, before anything is imported."""
-    decoder = _trusted if trusted else _checked
+    path the migration graph does not use raises Disallowed, before anything is imported.
+    Values by origin come from `index` (origins.Unresolved without it)."""
+    decoder = _Decoder(trusted, index)
     version, app_label, name, fields, options, bases, managers = decoder.unpack(data)
     if version != CODEC_VERSION:
         raise ValueError(f"codec version {version}, expected {CODEC_VERSION}")
@@ -474,8 +573,11 @@ def decode_model_state(data: bytes, *, trusted: bool = False) -> ModelState:
     )
 
 
-def fingerprint_bytes(value: Any, refs: set[str] | None = None) -> bytes:
-    """Bytes to hash; `refs`, when given, receives every import path they name."""
-    if refs is None:
+def fingerprint_bytes(
+    value: Any, refs: set[str] | None = None, leaves: origins.Leaves | None = None
+) -> bytes:
+    """Bytes to hash; `refs`, when given, receives every import path they name, and `leaves`
+    the values they hash as markers (see origins.py)."""
+    if refs is None and leaves is None:
         return fingerprint_encoder.pack(value)
-    return Encoder(fingerprint=True, refs=refs).pack(value)
+    return Encoder(fingerprint=True, refs=refs, leaves=leaves).pack(value)

@@ -55,7 +55,9 @@ def _describe(fetched) -> str:
     if fetched.hit:
         saved = max(fetched.cost - fetched.seconds, 0.0)
         return f"hit, loaded in {fetched.seconds:.3f}s (about {saved:.3f}s of replay saved)"
-    return f"miss, replayed in {fetched.seconds:.3f}s and stored"
+    if fetched.stored:
+        return f"miss, replayed in {fetched.seconds:.3f}s and stored"
+    return f"miss, replayed in {fetched.seconds:.3f}s; {fetched.why_not}"
 
 
 def create_project_state(self: MigrationExecutor, with_applied_migrations: bool = False):

@@ -12,7 +12,13 @@ and the fingerprint of a migration is the xxh3-128 of its app label, name, class
 operation's class and constructor arguments, encoded by deconstruction (values as they are at run
 time, so settings such as AUTH_USER_MODEL, migrations built in memory and MIGRATION_MODULES
 swaps are all seen). Operation and Migration classes defined outside Django also contribute the
-bytes of the source file that defines them: their `state_forwards` is code we cannot see through.
+bytes of the source file that defines them: their `state_forwards` is code we cannot see through;
+for a migration read from disk that is its own module, so its literal values are covered twice.
+
+Values that cannot be deconstructed exactly, and values computed at import time (dates, times,
+UUIDs), are hashed as stable markers and recorded as the migration's leaves (origins.py): a
+cached state takes them from this process's loaded migrations, so no such value can make a key
+fail, or change from one process to the next.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ import django
 import xxhash
 from django.db.migrations import Migration
 
-from . import codec, store
+from . import codec, origins, store
 
 logger = logging.getLogger("statecache")
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 @functools.cache
@@ -66,7 +72,13 @@ def _code_hashes(migration: Migration) -> list[bytes]:
 def migration_fingerprint(migration: Migration) -> bytes | None:
     """The migration's fingerprint; the import paths its operations name become what decoding
     a cached state may import (codec.allow)."""
+    return fingerprint_and_leaves(migration)[0]
+
+
+def fingerprint_and_leaves(migration: Migration) -> tuple[bytes | None, origins.Leaves | None]:
+    """The fingerprint and the values taken by origin (None, None: no fingerprint)."""
     refs: set[str] = set()
+    leaves = origins.Leaves()
     try:
         data = codec.fingerprint_bytes(
             [
@@ -77,14 +89,15 @@ def migration_fingerprint(migration: Migration) -> bytes | None:
                 _code_hashes(migration),
             ],
             refs,
+            leaves,
         )
     except codec.Uncacheable as exc:
         logger.info(
             "statecache: %s.%s has no fingerprint: %s", migration.app_label, migration.name, exc
         )
-        return None
+        return None, None
     codec.allow(refs)
-    return xxhash.xxh3_128_digest(data)
+    return xxhash.xxh3_128_digest(data), leaves
 
 
 # Fingerprints are computed once per loader: the migrations of one loader do not change, and
@@ -93,11 +106,17 @@ _memo: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def fingerprints(loader, migrations: Iterable[Migration]) -> dict[int, bytes | None]:
+    return {ident: fp for ident, (fp, _) in _fingerprinted(loader, migrations).items()}
+
+
+def _fingerprinted(
+    loader, migrations: Iterable[Migration]
+) -> dict[int, tuple[bytes | None, origins.Leaves | None]]:
     memo = _memo.setdefault(loader, {})
     for migration in migrations:
         if id(migration) not in memo:
-            memo[id(migration)] = (migration, migration_fingerprint(migration))
-    return {ident: fp for ident, (_, fp) in memo.items()}
+            memo[id(migration)] = (migration, *fingerprint_and_leaves(migration))
+    return {ident: (fp, leaves) for ident, (_, fp, leaves) in memo.items()}
 
 
 def base_key(unmigrated_apps: Iterable[str], django_version: str | None = None) -> bytes:
@@ -123,8 +142,10 @@ class PlanKeys:
         self.loader = loader
         self.migrations = [migration for migration, _ in full_plan]
         self.index = {(m.app_label, m.name): i for i, m in enumerate(self.migrations)}
-        fps = fingerprints(loader, self.migrations)
-        self.fps = [fps[id(m)] for m in self.migrations]
+        done = _fingerprinted(loader, self.migrations)
+        self.fps = [done[id(m)][0] for m in self.migrations]
+        # What cached states of this plan take from its migrations (origins.py).
+        self.origins = origins.Index((m, done[id(m)][1]) for m in self.migrations)
         self.base = base_key(loader.unmigrated_apps)
 
     def running(self, included: Sequence[bool]) -> list[bytes | None]:

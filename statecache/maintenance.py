@@ -214,10 +214,10 @@ def verify(plan: StatePlan, sample: int | None = None, seed: int | None = None) 
     for position in positions:
         plan.replay(state, at, position, mask)
         at = position
-        loaded = plan.cache.load(keys[position], plan.loader.unmigrated_apps)
+        loaded = plan.load(keys[position])
         if loaded is None:  # damaged (and now removed): store the replayed state instead
             report.unreadable += 1
-            if plan.cache.save(keys[position], state.clone()) is not None:
+            if plan.save(keys[position], state.clone()) is not None:
                 report.healed += 1
             continue
         report.checked += 1

@@ -45,6 +45,9 @@ class Fetched:
     hit: bool
     seconds: float  # spent here, loading or replaying
     cost: float  # what replaying it from scratch cost when it was computed
+    # For a replayed state: whether it is in the cache now, and if not, why.
+    stored: bool = False
+    why_not: str | None = None
 
 
 class StatePlan:
@@ -56,6 +59,21 @@ class StatePlan:
 
     def empty(self) -> ProjectState:
         return ProjectState(real_apps=self.loader.unmigrated_apps)
+
+    def load(self, key: bytes) -> tuple[ProjectState, float] | None:
+        """The cached state under `key`, its values by origin from this plan's migrations."""
+        return self.cache.load(key, self.loader.unmigrated_apps, index=self.keys.origins)
+
+    def save(self, key: bytes, state: ProjectState, **options) -> Snapshot | None:
+        return self.cache.save(key, state, index=self.keys.origins, **options)
+
+    def why_not_stored(self) -> str:
+        failure = self.cache.failure
+        if failure is None:
+            return "not stored"
+        if failure.kind == "uncacheable":
+            return f"not stored: {failure.model} cannot be encoded exactly ({failure.reason})"
+        return f"not stored: {failure.reason}"
 
     def mask(self, applied: Iterable[tuple[str, str]]) -> list[bool]:
         return self.keys.included(applied)
@@ -75,7 +93,7 @@ class StatePlan:
                 continue
             checked.add(key)
             if self.cache.store.has_ref(key):
-                loaded = self.cache.load(key, self.loader.unmigrated_apps)
+                loaded = self.load(key)
                 if loaded is not None:
                     return q, loaded[0], loaded[1], self.cache.snapshot_of(key)
         return 0, self.empty(), 0.0, None
@@ -130,12 +148,14 @@ class StatePlan:
             started = time.perf_counter()
             key = keys[p]
             if key is not None:
-                loaded = self.cache.load(key, self.loader.unmigrated_apps)
+                loaded = self.load(key)
                 if loaded is not None:
                     self.cache.stats.hits += count
                     result[p] = Fetched(loaded[0], True, time.perf_counter() - started, loaded[1])
                     continue
                 self.cache.stats.misses += count
+            else:
+                self.cache.stats.keyless += count
             if current is None or current_pos > p:
                 if key is None:
                     current_pos, current, current_cost, base = 0, self.empty(), 0.0, None
@@ -147,24 +167,38 @@ class StatePlan:
             current_cost += time.perf_counter() - replay_started
             current_pos = p
             state = current.clone()
+            why_not = "no key: " + self.keyless_reason(mask, p) if key is None else None
             if store and key is not None:
-                base = self.cache.save(key, state, cost=current_cost, base=base, changed=changed)
+                base = self.save(key, state, cost=current_cost, base=base, changed=changed)
                 changed = set() if base is not None else None
-            result[p] = Fetched(state, False, time.perf_counter() - started, current_cost)
+                why_not = None if base is not None else self.why_not_stored()
+            seconds = time.perf_counter() - started
+            result[p] = Fetched(state, False, seconds, current_cost, why_not is None, why_not)
         return result
 
+    def keyless_reason(self, mask: Sequence[bool], position: int) -> str:
+        for i in range(position):
+            if mask[i] and self.keys.fps[i] is None:
+                migration = self.migrations[i]
+                return f"{migration.app_label}.{migration.name} has no fingerprint"
+        return "no fingerprint"
+
     def warm(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        """Store the state before every node of the plan, all of it applied, in one replay."""
+        """Store the state before every node of the plan, all of it applied, in one replay.
+
+        Counts: computed (and stored), cached (already), keyless (no key: a migration before
+        it has no fingerprint), uncacheable (a model cannot be encoded), unwritten (the
+        directory refused it)."""
         mask = [True] * len(self.migrations)
         keys = self.keys.running(mask)
-        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
+        counts = _counts()
         missing = [
             p
             for p, key in enumerate(keys)
             if key is not None and self.cache.store.get_ref(key) is None
         ]
-        counts["uncacheable"] = sum(1 for key in keys if key is None)
-        counts["cached"] = len(keys) - len(missing) - counts["uncacheable"]
+        counts["keyless"] = sum(1 for key in keys if key is None)
+        counts["cached"] = len(keys) - len(missing) - counts["keyless"]
         if not missing:
             return counts
         start, state, cost, base = self._nearest_cached(keys, missing[0])
@@ -172,9 +206,9 @@ class StatePlan:
         changed: set[str] | None = set() if base is not None else None
         for p in range(start, len(keys)):
             if p in missing_set:
-                snapshot = self.cache.save(keys[p], state, cost=cost, base=base, changed=changed)
+                snapshot = self.save(keys[p], state, cost=cost, base=base, changed=changed)
                 if snapshot is None:
-                    counts["uncacheable"] += 1
+                    counts[self.cache.failure.kind if self.cache.failure else "unwritten"] += 1
                 else:
                     counts["computed"] += 1
                 base, changed = snapshot, (set() if snapshot is not None else None)
@@ -203,18 +237,24 @@ class StatePlan:
         state of the most common rollback (one step back on an app), and the applied state of
         the `migrate` that re-applies it. One replay each, from that migration to the end."""
         end = len(self.migrations)
-        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
+        counts = _counts()
         for mask in self.rollback_masks():
             key = self.keys.running(mask)[end]
             if key is None:
-                counts["uncacheable"] += 1
+                counts["keyless"] += 1
             elif self.cache.store.get_ref(key) is not None:
                 counts["cached"] += 1
             else:
-                self.states_at(mask, [end], count=False)
-                stored = self.cache.store.get_ref(key) is not None
-                counts["computed" if stored else "uncacheable"] += 1
+                fetched = self.states_at(mask, [end], count=False)[end]
+                if fetched.stored:
+                    counts["computed"] += 1
+                else:
+                    counts[self.cache.failure.kind if self.cache.failure else "unwritten"] += 1
         return counts
+
+
+def _counts() -> dict[str, int]:
+    return dict.fromkeys(("computed", "cached", "keyless", "uncacheable", "unwritten"), 0)
 
 
 def _keys_to_names(keys: Iterable[tuple[str, str]]) -> set[str]:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import msgpack
 from django.db.migrations.state import ModelState, ProjectState
 
-from . import codec
+from . import codec, origins
 from .store import BLOB, MANIFEST, Store, object_hash
 
 logger = logging.getLogger("statecache")
@@ -33,11 +33,24 @@ def model_key(state: ModelState) -> str:
 
 @dataclass
 class Stats:
+    """What this process did; added to the cache directory's counters (store.add_stats)."""
+
     hits: int = 0
-    misses: int = 0
-    written: int = 0
-    uncacheable: int = 0
+    misses: int = 0  # a key the cache did not have (the state was replayed)
+    keyless: int = 0  # a state replayed with no key at all (a migration with no fingerprint)
+    written: int = 0  # states stored
+    uncacheable: int = 0  # states not stored: a model in them cannot be encoded exactly
+    unwritten: int = 0  # states not stored: the directory refused the write
     blobs_written: int = 0
+
+
+@dataclass
+class Failure:
+    """Why the last `save` stored nothing."""
+
+    kind: str  # "uncacheable" or "unwritten"
+    model: str | None  # "app_label.model_name", for an uncacheable model
+    reason: str
 
 
 @dataclass
@@ -55,6 +68,9 @@ class Snapshots:
         self.stats = Stats()
         self._flushed = Stats()
         self._manifests: dict[bytes, tuple[Entries, int]] = {}
+        self.failure: Failure | None = None
+        # Every model that could not be encoded, with the first reason seen (for reports).
+        self.uncacheable_models: dict[str, str] = {}
         _live.add(self)
 
     # -- counters ------------------------------------------------------------------------------
@@ -156,25 +172,31 @@ class Snapshots:
 
     # -- blobs ---------------------------------------------------------------------------------
 
-    def put_model(self, state: ModelState) -> bytes | None:
-        """Store one ModelState; None if it cannot be encoded exactly (or written)."""
+    def put_model(self, state: ModelState, index: origins.Index | None = None) -> bytes | None:
+        """Store one ModelState; None if it cannot be encoded exactly (or written), with
+        `self.failure` saying which."""
         try:
-            data = codec.encode_model_state(state, check=False)
+            data = codec.encode_model_state(state, check=False, index=index)
             digest = object_hash(BLOB + data)
             if self.store.has_object(digest):
                 return digest
             # New bytes: prove the exact round trip before anyone can read them.
-            codec.verify(state, data)
+            codec.verify(state, data, index=index)
         except codec.Uncacheable as exc:
             self._uncacheable(state, exc)
             return None
         stored, new = self.store.put_object(BLOB, data)
         self.stats.blobs_written += new
+        if stored is None:
+            self.failure = Failure("unwritten", None, f"cannot write to {self.store.root}")
         return stored
 
     def _uncacheable(self, state: ModelState, exc: Exception) -> None:
-        self.stats.uncacheable += 1
-        logger.info("statecache: %s is uncacheable: %s", model_key(state), exc)
+        name = model_key(state)
+        self.failure = Failure("uncacheable", name, str(exc))
+        if name not in self.uncacheable_models:
+            self.uncacheable_models[name] = str(exc)
+            logger.info("statecache: %s is uncacheable: %s", name, exc)
 
     # -- whole states --------------------------------------------------------------------------
 
@@ -186,15 +208,24 @@ class Snapshots:
         cost: float = 0.0,
         base: Snapshot | None = None,
         changed: set[str] | None = None,
+        index: origins.Index | None = None,
     ) -> Snapshot | None:
         """Store `state` under `key`. With `base` and `changed`, only the models named in
-        `changed` (or absent from the base) are encoded again."""
+        `changed` (or absent from the base) are encoded again. None: nothing stored, and
+        `self.failure` says why (counted as uncacheable or unwritten)."""
+        self.failure = None
         # One write sequence under the store's shared lock: a clear or prune cannot remove the
         # blobs and base manifest found here before the ref that needs them is written.
         with self.store.writing() as ok:
-            if not ok:
-                return None
-            return self._save(key, state, cost, base, changed)
+            snapshot = self._save(key, state, cost, base, changed, index) if ok else None
+        if snapshot is None:
+            if self.failure is None:
+                self.failure = Failure("unwritten", None, f"cannot write to {self.store.root}")
+            if self.failure.kind == "uncacheable":
+                self.stats.uncacheable += 1
+            else:
+                self.stats.unwritten += 1
+        return snapshot
 
     def _save(
         self,
@@ -203,6 +234,7 @@ class Snapshots:
         cost: float,
         base: Snapshot | None,
         changed: set[str] | None,
+        index: origins.Index | None,
     ) -> Snapshot | None:
         entries: Entries = {}
         for (app_label, model_name), model_state in state.models.items():
@@ -211,7 +243,7 @@ class Snapshots:
             if base is not None and changed is not None and name not in changed:
                 blob = base.entries.get(name)
             if blob is None:
-                blob = self.put_model(model_state)
+                blob = self.put_model(model_state, index)
                 if blob is None:
                     return None
             entries[name] = blob
@@ -220,10 +252,15 @@ class Snapshots:
             return None
         if self.store.set_ref(key, snapshot.digest, cost):
             self.stats.written += 1
+        elif not self.store.has_ref(key):  # not already there: the write failed
+            return None
         return snapshot
 
-    def load(self, key: bytes, real_apps: set[str]) -> tuple[ProjectState, float] | None:
-        """The state stored under `key` and what it cost to compute, or None."""
+    def load(
+        self, key: bytes, real_apps: set[str], index: origins.Index | None = None
+    ) -> tuple[ProjectState, float] | None:
+        """The state stored under `key` and what it cost to compute, or None. Values stored
+        by origin are taken from `index`, the leaves of the loaded migrations."""
         ref = self.store.get_ref(key)
         if ref is None:
             return None
@@ -237,7 +274,16 @@ class Snapshots:
             if data is None:
                 return None
             try:
-                model_state = codec.decode_model_state(data)
+                model_state = codec.decode_model_state(data, index=index)
+            except origins.Unresolved as exc:
+                self.store.warn_once(
+                    "origin",
+                    "statecache: the cached %s takes a value the loaded migrations do not have "
+                    "(%s); treating it as a miss",
+                    name,
+                    exc,
+                )
+                return None
             except codec.Disallowed as exc:
                 self.store.warn_once(
                     "disallowed",

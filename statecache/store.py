@@ -65,7 +65,15 @@ CACHEDIR_TAG = (
     b"# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 STATS_SHARDS = 16
-STATS_FIELDS = ("hits", "misses", "written", "uncacheable", "blobs_written")
+STATS_FIELDS = (
+    "hits",
+    "misses",
+    "keyless",
+    "written",
+    "uncacheable",
+    "unwritten",
+    "blobs_written",
+)
 _CONFIGURED = object()
 
 

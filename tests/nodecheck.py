@@ -44,7 +44,7 @@ def main() -> None:
     mismatches = []
     apps = set()
     for position, key in enumerate(keys):
-        loaded = plan.cache.load(key, executor.loader.unmigrated_apps)
+        loaded = plan.load(key)
         if loaded is None:
             mismatches.append([position, "missing"])
         elif loaded[0] != state:

@@ -86,11 +86,11 @@ def test_verify_passes_then_finds_a_wrong_state(warm):
     # A wrong state under a valid key (as a bug or a keyless forger could leave it).
     states = plan()
     keys = states.keys.running([True] * len(states.migrations))
-    wrong = states.cache.load(keys[3], states.loader.unmigrated_apps)[0]
+    wrong = states.load(keys[3])[0]
     victim = states.migrations[len(states.migrations) // 2]
     victim_key = keys[states.position(victim)]
     states.cache.store.ref_path(victim_key).unlink()
-    assert states.cache.save(victim_key, wrong) is not None
+    assert states.save(victim_key, wrong) is not None
     err = io.StringIO()
     with pytest.raises(CommandError, match="1 cached states differ"):
         call_command("statecache", "verify", stdout=io.StringIO(), stderr=err)
@@ -104,8 +104,8 @@ def test_prune_dry_run_then_unreachable(warm):
     # States of another graph: same models, keys no current graph produces.
     for n in range(3):
         fake = bytes([n]) * 16
-        state = other.cache.load(other.keys.base, other.loader.unmigrated_apps)[0]
-        assert other.cache.save(fake, state) is not None
+        state = other.load(other.keys.base)[0]
+        assert other.save(fake, state) is not None
     dry = json.loads(run("prune", "--unreachable", "--dry-run", "--json"))
     assert dry["refs_removed"] == 3 and dry["dry_run"] is True
     assert scan(warm)["refs"] == before["refs"] + 3, "a dry run removes nothing"
@@ -141,7 +141,7 @@ def test_prune_max_size_keeps_the_most_recently_used(warm):
     for age, key in enumerate(reversed(keys)):
         stamp = time.time() - 3600 - age
         os.utime(store.ref_path(key), (stamp, stamp))
-    assert states.cache.load(keys[0], states.loader.unmigrated_apps) is not None
+    assert states.load(keys[0]) is not None
     total = store.sizes()["bytes"]
     report = json.loads(run("prune", "--max-size", str(total // 3), "--json"))
     assert report["bytes_kept"] <= total // 3 < total
@@ -149,7 +149,7 @@ def test_prune_max_size_keeps_the_most_recently_used(warm):
     assert store.has_ref(keys[0]), "the state just used survives"
     assert not store.has_ref(keys[1]), "the least recently used went first"
     states.cache._manifests.clear()
-    assert states.cache.load(keys[0], states.loader.unmigrated_apps) is not None
+    assert states.load(keys[0]) is not None
     assert sum(1 for _ in store.iter_files("objects")) == report["objects_kept"]
     assert store.sizes()["bytes"] == report["bytes_kept"]
 

@@ -1,0 +1,130 @@
+"""Values a cached state takes from the loaded migrations instead of from the cache.
+
+Some operation arguments cannot be stored exactly, or should not be: a field class made by a
+factory (not importable by its path), a closure such as `models.SET(callable)`, a validator
+without `__eq__` (a decoded copy would never equal the original), a value with no exact
+encoding, and values of the types that real migrations compute at import time
+(`default=timezone.now()`, `default=uuid.uuid4()`), which differ in every process.
+
+Fingerprinting a migration (keys.py) walks every constructor argument of its operations; each
+such value met there becomes a *leaf* of that migration: its position is its origin,
+`(app_label, migration name, ordinal)`, where the ordinal is the order in which the walk meets
+it. The fingerprint hashes a stable marker in its place (its kind and type, or its
+deconstruction), so the key neither fails nor changes from one process to the next; the value
+itself is covered by the source of the migration module, which every fingerprint includes.
+
+Django's state mutations and clones keep these objects as they are (`Field.clone` passes the
+deconstruction's own values to the new field), so the states built from those operations hold
+the very same objects. Encoding a state writes such an object as its origin; decoding it looks
+the origin up in the migrations this process has loaded and takes this process's own object:
+what vanilla Django would have put there. Nothing is imported to find it. An origin that does
+not resolve here, or resolves to an object of another type, makes the entry a miss.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# The types of values that migrations compute at import time. A value of these types in a
+# cached state must come from an operation argument: only then can it be taken from this
+# process's migrations (anything else would be the value of the process that wrote the entry).
+VOLATILE = (datetime.datetime, datetime.date, datetime.time, uuid.UUID)
+
+# Why a value is taken by origin.
+IMPORT_TIME = "import-time value"
+NOT_IMPORTABLE = "not importable"
+NO_EQUALITY = "no __eq__"
+NO_ENCODING = "no exact encoding"
+
+Origin = tuple[str, str, int]
+
+
+class Unresolved(LookupError):
+    """An origin that names no value of the loaded migrations (or one of another type)."""
+
+
+def path_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def type_name(obj: Any) -> str:
+    """What an origin's value must be, recorded with it and checked when it is resolved: the
+    class itself for a class, else the type of the value."""
+    if isinstance(obj, type):
+        return "class " + path_of(obj)
+    return path_of(type(obj))
+
+
+def describe(obj: Any) -> str:
+    """A short, stable description of a leaf for messages (never its id or address)."""
+    if isinstance(obj, type) or callable(obj):
+        name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+        return f"{getattr(obj, '__module__', '?')}.{name}"
+    return type(obj).__qualname__
+
+
+@dataclass
+class Leaves:
+    """The leaves of one migration, in the order its fingerprint meets them."""
+
+    objects: list[Any] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, obj: Any, reason: str) -> int:
+        self.objects.append(obj)
+        self.reasons.append(reason)
+        return len(self.objects) - 1
+
+
+class Index:
+    """The leaves of the migrations of one plan, by origin and by object."""
+
+    def __init__(self, migrations: Iterable[tuple[Any, Leaves | None]]) -> None:
+        self._by_origin: dict[Origin, Any] = {}
+        # id(obj) -> (obj, its origins); the object is kept so that its id cannot be reused.
+        self._by_id: dict[int, tuple[Any, list[Origin]]] = {}
+        self.reasons: dict[str, list[tuple[str, str, str]]] = {}
+        for migration, leaves in migrations:
+            if leaves is None:
+                continue
+            for ordinal, (obj, reason) in enumerate(zip(leaves.objects, leaves.reasons)):
+                origin = (migration.app_label, migration.name, ordinal)
+                self._by_origin[origin] = obj
+                known = self._by_id.setdefault(id(obj), (obj, []))
+                known[1].append(origin)
+                self.reasons.setdefault(reason, []).append(
+                    (migration.app_label, migration.name, describe(obj))
+                )
+
+    def __len__(self) -> int:
+        return len(self._by_origin)
+
+    def origins_of(self, obj: Any) -> list[Origin] | None:
+        known = self._by_id.get(id(obj))
+        if known is None or known[0] is not obj:
+            return None
+        return known[1]
+
+    def resolve(self, origins: Any, expected_type: Any) -> Any:
+        """The one object that every origin names, checked to be of `expected_type`."""
+        if not isinstance(origins, list) or not origins:
+            raise Unresolved(f"malformed origins {origins!r}")
+        found: list[Any] = []
+        for origin in origins:
+            if not (isinstance(origin, list) and len(origin) == 3):
+                raise Unresolved(f"malformed origin {origin!r}")
+            app_label, name, ordinal = origin
+            try:
+                found.append(self._by_origin[(app_label, name, ordinal)])
+            except (KeyError, TypeError):
+                raise Unresolved(f"{app_label}.{name} has no value #{ordinal} here")
+        obj = found[0]
+        if any(other is not obj for other in found[1:]):
+            raise Unresolved(f"origins {origins!r} name different values here")
+        if type_name(obj) != expected_type:
+            raise Unresolved(f"{origins[0]!r} is a {type_name(obj)} here, not {expected_type}")
+        return obj
