@@ -166,6 +166,9 @@ def ref_of(obj: Any) -> str:
     """The import path of a module-level class or function, checked to resolve back to it."""
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
+    owner = getattr(obj, "__self__", None)
+    if module is None and isinstance(owner, type):  # a builtin class method: date.today
+        module = owner.__module__
     if not module or not qualname or "<" in qualname:
         raise Uncacheable(f"{obj!r} has no import path")
     path = f"{module}:{qualname}"

@@ -8,6 +8,12 @@ states) and the state `MigrationExecutor.migrate` returned, each written out wit
 migration serializer (so the comparison does not trust statecache's codec); then the schema as
 the database's catalog shows it and the rows of django_migrations, django_content_type and
 auth_permission.
+
+Values that migrations compute at import time (`default=timezone.now()`, `uuid.uuid4()`) differ
+from one process to the next, so they cannot be compared across processes by value. What must
+hold is that a state holds *this process's* value, the very object its loaded migrations hold,
+as vanilla Django's states do: such a value is written as "<this process's import-time value>"
+when it is that object, and by value (which then differs from vanilla's record) when it is not.
 """
 
 from __future__ import annotations
@@ -18,6 +24,73 @@ import json
 import os
 import sys
 from pathlib import Path
+
+LIVE = "'<this process's import-time value>'"
+# Found once per command (each `migrate` loads, and so imports, the migration modules again).
+_live: dict[int, object] = {}
+
+
+def _live_values() -> dict[int, object]:
+    """The date, time and UUID values held by the operations of the loaded migration modules."""
+    import datetime
+    import uuid
+
+    found: dict[int, object] = {}
+    stack: list = []
+    for name, module in list(sys.modules.items()):
+        if ".migrations." in name and hasattr(module, "Migration"):
+            stack.extend(getattr(module.Migration, "operations", []))
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, (datetime.date, datetime.time, uuid.UUID)):
+            found[id(value)] = value
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif hasattr(value, "_constructor_args"):
+            stack.extend(value._constructor_args[0])
+            stack.extend(value._constructor_args[1].values())
+        elif hasattr(value, "deconstruct") and not isinstance(value, type):
+            try:
+                stack.extend(value.deconstruct()[-1].values())
+            except Exception:
+                pass
+    return found
+
+
+def install_live_serializers() -> None:
+    import datetime
+    import uuid
+
+    from django.db.migrations import serializer
+    from django.db.migrations.writer import MigrationWriter
+
+    live = _live
+
+    def marking(base):
+        class Marking(base):
+            def serialize(self):
+                if not live:
+                    live.update(_live_values())
+                if live.get(id(self.value)) is self.value:
+                    return LIVE, set()
+                return super().serialize()
+
+        return Marking
+
+    MigrationWriter.register_serializer(
+        datetime.datetime, marking(serializer.DatetimeDatetimeSerializer)
+    )
+    MigrationWriter.register_serializer(
+        (datetime.date, datetime.timedelta, datetime.time),
+        marking(serializer.DateTimeSerializer),
+    )
+    MigrationWriter.register_serializer(uuid.UUID, marking(serializer.UUIDSerializer))
 
 
 def dump_state(state) -> list:
@@ -147,6 +220,7 @@ def main() -> None:
 
     from statecache import conf, replay
 
+    install_live_serializers()
     record: dict = {}
 
     def on_signal(name):
@@ -170,6 +244,7 @@ def main() -> None:
     records = []
     for command in commands:
         record = {"command": command, "signals": {}, "returned": []}
+        _live.clear()
         stats = replay.snapshots().stats if conf.enabled() else None
         before = (stats.hits, stats.misses) if stats else (0, 0)
         stdout = io.StringIO()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import re
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import conf, maintenance, replay
+from statecache import conf, coverage, maintenance, replay
 from statecache.store import STORE_VERSION
 
 SIZE_UNITS = {
@@ -119,6 +120,16 @@ class Command(BaseCommand):
                 help="seconds to wait for writers to finish (0: refuse at once); default 60",
             )
         sub.add_parser("dir", help="Print the cache directory.")
+        for verb_parser in sub.choices.values():
+            # `statecache warm -v 2` as well as `statecache -v 2 warm`.
+            verb_parser.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="Verbosity level; 0=minimal output, 1=normal output, 2=verbose output",
+            )
 
     def handle(self, *args, verb: str, **options) -> None:
         try:
@@ -169,19 +180,20 @@ class Command(BaseCommand):
         if not store.writable:
             self.stderr.write(f"statecache: {store.root} is not writable; stored nothing")
         self.stdout.write(
-            f"statecache warm: {len(plan.migrations)} migrations, "
-            f"{counts['computed']} states computed, {counts['cached']} already cached, "
-            f"{counts['uncacheable']} uncacheable; {rollbacks['computed']} states with an app's "
-            f"latest migration unapplied computed, {rollbacks['cached']} already cached; "
-            f"in {elapsed:.2f}s"
+            f"statecache warm: {len(plan.migrations)} migrations, {_counted(counts)}; "
+            f"{len(plan.rollback_masks())} states with an app's latest migration unapplied: "
+            f"{_counted(rollbacks)}; in {elapsed:.2f}s"
         )
+        for model, reason in sorted(plan.cache.uncacheable_models.items()):
+            self.stdout.write(f"  uncacheable: {model}: {reason}")
+        for line in coverage.summary_lines(coverage.measure(plan), verbosity)[1:]:
+            self.stdout.write(line)
 
     def _status(self, database: str) -> dict:
         plan, _ = self._plan(database)
         cache = plan.cache
         store = cache.store
-        keys = plan.keys.running([True] * len(plan.migrations))
-        covered = sum(1 for key in keys if key is not None and store.has_ref(key))
+        covered = coverage.measure(plan, explain=True)
         counters = store.read_stats()
         for name, value in cache.unflushed().items():
             counters[name] = counters.get(name, 0) + value
@@ -192,13 +204,12 @@ class Command(BaseCommand):
             "signed": store.signing_key is not None,
             "umask": None if store.umask is None else f"{store.umask:03o}",
             "migrations": len(plan.migrations),
-            "states_covered": covered,
-            "states_total": len(keys),
+            **asdict(covered),
             **store.sizes(),
             "counters": counters,
         }
 
-    def do_status(self, database: str, json: bool, **_) -> None:  # noqa: A002
+    def do_status(self, database: str, json: bool, verbosity: int, **_) -> None:  # noqa: A002
         info = self._status(database)
         if json:
             self.stdout.write(_json(info))
@@ -207,16 +218,16 @@ class Command(BaseCommand):
         lookups = counters["hits"] + counters["misses"]
         rate = f" ({100 * counters['hits'] / lookups:.0f}% hits)" if lookups else ""
         self.stdout.write(f"directory: {info['directory']} (format {info['format']})")
-        self.stdout.write(
-            f"coverage: {info['states_covered']}/{info['states_total']} states of the current graph"
-        )
+        for line in coverage.summary_lines(coverage.Coverage(**_coverage_fields(info)), verbosity):
+            self.stdout.write(line)
         self.stdout.write(
             f"entries: {info['refs']} states, {info['objects']} objects, "
             f"{info['bytes'] / 1e6:.1f} MB; {info['tmp']} temporary files"
         )
         self.stdout.write(
             f"counters: {counters['hits']} hits, {counters['misses']} misses{rate}, "
-            f"{counters['written']} states written, {counters['uncacheable']} uncacheable"
+            f"{counters['keyless']} keyless replays; {counters['written']} states written, "
+            f"{counters['uncacheable']} uncacheable, {counters['unwritten']} not written"
         )
         extras = []
         if info["signed"]:
@@ -330,6 +341,19 @@ def _busy(root, timeout: float) -> str:
         f"{root} is in use: another process is writing to it or pruning it {waited}; "
         "try again, or pass a longer --timeout"
     )
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['computed']} states computed, {counts['cached']} already cached, "
+        f"{counts['keyless']} keyless, {counts['uncacheable']} uncacheable, "
+        f"{counts['unwritten']} not written"
+    )
+
+
+def _coverage_fields(info: dict) -> dict:
+    names = coverage.Coverage.__dataclass_fields__
+    return {name: info[name] for name in names}
 
 
 def _json(value: object) -> str:
