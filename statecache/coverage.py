@@ -9,9 +9,11 @@ state of the graph that is not cached, the model that stops it from being stored
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import dataclass, field
 
-from . import codec
+from . import codec, keys
 from .replay import StatePlan
 
 
@@ -63,6 +65,35 @@ def measure(plan: StatePlan, *, explain: bool = False) -> Coverage:
         if missing:
             result.first_uncovered = _why(plan, keys, missing[0])
     return result
+
+
+def unstable(plan: StatePlan) -> list[str]:
+    """Migrations whose fingerprint differs when their module is imported again: a value
+    computed at import time of a type other than a date, time or UUID (a random string, say).
+    Their keys change in every process, so the states after them are never hit again.
+
+    Re-executes each migration module, then puts back what it held: the process goes on with
+    the migrations it loaded."""
+    found = []
+    for migration, fingerprint in zip(plan.migrations, plan.keys.fps):
+        module = sys.modules.get(type(migration).__module__)
+        if fingerprint is None or getattr(module, "Migration", None) is not type(migration):
+            continue
+        saved = dict(vars(module))
+        try:
+            codec.resolve_ref.cache_clear()  # the new Migration class must resolve to itself
+            fresh = importlib.reload(module).Migration(migration.name, migration.app_label)
+            again = keys.migration_fingerprint(fresh)
+        except Exception:  # a module that cannot be imported twice: nothing to compare
+            continue
+        finally:
+            # Back to the module as it was loaded: this process goes on with those objects.
+            vars(module).clear()
+            vars(module).update(saved)
+            codec.resolve_ref.cache_clear()
+        if again != fingerprint:
+            found.append(f"{migration.app_label}.{migration.name}")
+    return found
 
 
 def _why(plan: StatePlan, keys: list, position: int) -> str:

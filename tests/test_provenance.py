@@ -102,3 +102,23 @@ def test_migrate_v3_says_which_states_were_stored(wild, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "and stored" not in result.stdout, result.stdout
     assert "not stored" in result.stdout, result.stdout
+
+
+def test_warm_names_a_migration_whose_key_changes_with_every_import(wild, tmp_path):
+    """A value computed at import time that is not a date, time or UUID (a random string)
+    cannot be recognised by its type: warm imports the migrations twice and says which."""
+    (wild / "notes" / "migrations" / "0003_code.py").write_text(
+        "import secrets\n\n"
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("notes", "0002_pinned")]\n'
+        "    operations = [\n"
+        '        migrations.AddField("note", "code", models.CharField(max_length=8,'
+        " default=secrets.token_hex(4))),\n"
+        "    ]\n"
+    )
+    env = environment(tmp_path / "db.sqlite3", tmp_path / "cache")
+    result = manage(wild, env, "statecache", "warm")
+    assert result.returncode == 0, result.stderr
+    assert "volatile: notes.0003_code: its fingerprint differs" in result.stdout, result.stdout
+    assert result.stdout.count("volatile:") == 1, result.stdout
