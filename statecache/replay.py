@@ -157,12 +157,9 @@ class StatePlan:
         """Store the state before every node of the plan, all of it applied, in one replay."""
         mask = [True] * len(self.migrations)
         keys = self.keys.running(mask)
-        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
-        missing = [
-            p
-            for p, key in enumerate(keys)
-            if key is not None and self.cache.store.get_ref(key) is None
-        ]
+        store = self.cache.store
+        counts = {"computed": 0, "cached": 0, "uncacheable": 0, "not_stored": 0}
+        missing = [p for p, key in enumerate(keys) if key is not None and not store.has_state(key)]
         counts["uncacheable"] = sum(1 for key in keys if key is None)
         counts["cached"] = len(keys) - len(missing) - counts["uncacheable"]
         if not missing:
@@ -172,9 +169,10 @@ class StatePlan:
         changed: set[str] | None = set() if base is not None else None
         for p in range(start, len(keys)):
             if p in missing_set:
+                refused = store.refused_writes
                 snapshot = self.cache.save(keys[p], state, cost=cost, base=base, changed=changed)
-                if snapshot is None:
-                    counts["uncacheable"] += 1
+                if snapshot is None:  # not stored: the store refused it, or it cannot be encoded
+                    counts["not_stored" if store.refused_writes > refused else "uncacheable"] += 1
                 else:
                     counts["computed"] += 1
                 base, changed = snapshot, (set() if snapshot is not None else None)
@@ -203,17 +201,21 @@ class StatePlan:
         state of the most common rollback (one step back on an app), and the applied state of
         the `migrate` that re-applies it. One replay each, from that migration to the end."""
         end = len(self.migrations)
-        counts = {"computed": 0, "cached": 0, "uncacheable": 0}
+        store = self.cache.store
+        counts = {"computed": 0, "cached": 0, "uncacheable": 0, "not_stored": 0}
         for mask in self.rollback_masks():
             key = self.keys.running(mask)[end]
             if key is None:
                 counts["uncacheable"] += 1
-            elif self.cache.store.get_ref(key) is not None:
+            elif store.has_state(key):
                 counts["cached"] += 1
             else:
+                refused = store.refused_writes
                 self.states_at(mask, [end], count=False)
-                stored = self.cache.store.get_ref(key) is not None
-                counts["computed" if stored else "uncacheable"] += 1
+                if store.has_state(key):
+                    counts["computed"] += 1
+                else:
+                    counts["not_stored" if store.refused_writes > refused else "uncacheable"] += 1
         return counts
 
 
