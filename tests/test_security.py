@@ -257,3 +257,33 @@ def test_signing_key_settings(monkeypatch):
     with pytest.raises(conf.SettingError):
         conf.parse_signing_key(1234, "STATECACHE_SIGNING_KEY")
     assert ModelState  # imported for the fixtures' states
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # Issue 12.3: attributes reached through modules an allowed module imports.
+        "django.core.validators:re.enum.bltns.bytearray",
+        "django.core.validators:re.enum.sys.__loader__",
+        "django.core.validators:ipaddress.functools.partial",
+        "django.db.models.fields:validators.RegexValidator",
+        "django.db.models:fields.CharField",
+        "django.db.models.fields:CharField.__init__",
+        "django.db.models.fields:CharField.__class__",
+    ],
+)
+def test_only_exact_import_paths_are_allowed(path):
+    assert not codec.is_allowed(path)
+    for code in (codec.DECONSTRUCTED, codec.FIELD):
+        data = forged_state(ext(code, [path, [400_000_000], {}]))
+        with pytest.raises(codec.Disallowed):
+            codec.decode_model_state(data)
+    with pytest.raises(codec.Disallowed):
+        codec.decode_model_state(forged_state(char_with_default(ext(codec.REF, path))))
+
+
+def test_django_classes_are_allowed_by_the_path_the_encoder_writes():
+    assert codec.is_allowed("django.db.models.fields:CharField")
+    assert codec.is_allowed("django.core.validators:RegexValidator")
+    assert codec.is_allowed("django.db.models.manager.Manager")
+    assert codec.ref_of(models.CharField) == "django.db.models.fields:CharField"
