@@ -234,7 +234,9 @@ class Store:
 
         self.root = Path(root)
         self.base = self.root / f"v{STORE_VERSION}"
-        self.writable = True
+        # Read-only from the start where the system check already said it cannot be written
+        # (statecache.W001): the problem is reported once.
+        self.writable = str(self.root) not in conf.reported_unwritable
         # Write sequences and writes that stored nothing (refused, busy or failed): lets a
         # caller tell "not stored" from "uncacheable".
         self.refused_writes = 0
@@ -250,7 +252,9 @@ class Store:
                 umask = None  # reported by the system check
         self.signing_key: bytes | None = signing_key  # type: ignore[assignment]
         self.umask: int | None = umask  # type: ignore[assignment]
-        self._warned: set[str] = set()
+        # Kinds of problems already logged. "os" (the directory cannot be read or written) is
+        # one kind for reads and writes alike: one line per run, and none after W001.
+        self._warned: set[str] = set() if self.writable else {"os"}
         self._prepared = False
         self._lock_fd: int | None = None
         self._lock_pid = 0
@@ -515,7 +519,7 @@ class Store:
     def _write_failed(self, exc: OSError) -> None:
         self.writable = False
         self.warn_once(
-            "write",
+            "os",
             "statecache: cannot write to %s (%s); using it read-only for this run",
             self.root,
             exc,
@@ -652,7 +656,7 @@ class Store:
                     "link", "statecache: ignoring %s (a link or a file on its way)", path
                 )
             else:
-                self.warn_once("read", "statecache: cannot read %s (%s)", path, exc)
+                self.warn_once("os", "statecache: cannot read %s (%s)", path, exc)
             return None
         if data is None:
             self._discard(path, f"larger than {limit} bytes")
@@ -774,7 +778,7 @@ class Store:
                 names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
         except OSError as exc:
             if not isinstance(exc, FileNotFoundError):
-                self.warn_once("read", "statecache: cannot read %s (%s)", stats, exc)
+                self.warn_once("os", "statecache: cannot read %s (%s)", stats, exc)
             return totals
         for name in names:
             data = self._read(stats / name, MAX_STATS)
