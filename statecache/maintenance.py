@@ -67,6 +67,8 @@ def prune(
     temporary files. Reads every manifest and blob a state needs (not `status`: prune is the
     maintenance that may)."""
     store = snapshots.store
+    if not dry_run:
+        store.repair_base()
     if dry_run:  # reading would remove damaged files: read through a store that cannot
         reader = Store(store.root, signing_key=store.signing_key, umask=store.umask)
         reader.writable = False

@@ -659,7 +659,7 @@ class Store:
                 self.warn_once("os", "statecache: cannot read %s (%s)", path, exc)
             return None
         if data is None:
-            self._discard(path, f"larger than {limit} bytes")
+            self._discard(path, "larger than any real entry")
         return data
 
     def _discard_damage(self, path: Path, dirs: list[str], exc: Damaged) -> None:
@@ -872,6 +872,20 @@ class Store:
             return [directory]
         return found
 
+    def repair_base(self) -> bool:
+        """Remove a link or a file in place of the format directory (damage, never followed);
+        whether the format directory is now a directory or absent."""
+        found = self.lstat(self.base)
+        if found is None or stat.S_ISDIR(found.st_mode):
+            return True
+        self.warn_once(
+            "not a directory",
+            "statecache: removing %s (a link or a file where a directory should be)",
+            self.base,
+        )
+        self.remove(self.base)
+        return True
+
     def clear(self) -> None:
         """Remove every entry of this format (the lock files stay; other formats' directories
         are left alone); a link in place of the format directory is removed, not followed."""
@@ -879,7 +893,7 @@ class Store:
         if found is None:
             return
         if not stat.S_ISDIR(found.st_mode):
-            self.remove(self.base)
+            self.repair_base()
             return
         for section in ("objects", "refs", "tmp", "stats"):
             self.remove(self.base / section)
