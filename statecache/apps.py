@@ -15,7 +15,8 @@ class StatecacheConfig(AppConfig):
         from . import checks, compat  # noqa: F401 - registers the system checks
 
         if not compat.install():
-            logger.warning(
+            # Said once, by the system check (statecache.W004), when the flag is on.
+            logger.debug(
                 "statecache: Django %s is not supported (supported: %s); statecache is off",
                 ".".join(map(str, compat.django_version())),
                 compat.supported_text(),

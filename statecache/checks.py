@@ -1,15 +1,24 @@
 """System checks for statecache's settings (run by `manage.py check` and before `migrate`).
 
+Every problem is a Warning, never an Error: a cache problem must not stop a migration. Each
+one says what statecache does about it (off, or read-only, or the umask not applied), and
+`migrate` then runs as Django does; `manage.py statecache status` shows the same reasons.
+
 Django runs the checks of installed apps only, and nothing of statecache is imported unless
 `statecache` is in INSTALLED_APPS, so "the flag is on but the app is not installed" cannot be
 reported by statecache itself: without the app the flag is inert, the cache untouched and the
 `statecache` command unknown (which is the visible symptom). The README says so where the flag
 is documented.
+
+The checks never raise: a failure inside one is reported as a warning too.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -18,10 +27,28 @@ from django.core import checks
 from . import compat, conf
 from .store import STORE_VERSION
 
+logger = logging.getLogger("statecache")
+
+OFF = "statecache is off until this is fixed; migrations run as Django's own."
+
 
 @checks.register()
 def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
+    try:
+        return _check_settings()
+    except Exception as exc:  # a check must never stop a command
+        logger.debug("statecache: the system check failed", exc_info=True)
+        return [
+            checks.Warning(
+                f"statecache could not check its settings ({type(exc).__name__}: {exc}).",
+                hint=OFF,
+                id="statecache.W008",
+            )
+        ]
+
+
+def _check_settings() -> list[checks.CheckMessage]:
+    found: list[checks.CheckMessage] = []
     for name, value in (
         ("STATECACHE_ENABLED", getattr(settings, "STATECACHE_ENABLED", False)),
         ("STATECACHE_ENABLED (environment)", os.environ.get("STATECACHE_ENABLED")),
@@ -31,19 +58,10 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         try:
             conf.parse_flag(value, name)
         except conf.SettingError as exc:
-            errors.append(
-                checks.Error(
-                    str(exc), hint="statecache is off until this is fixed.", id="statecache.E001"
-                )
-            )
+            found.append(checks.Warning(str(exc), hint=OFF, id="statecache.W007"))
     for setting, parse, ident, hint in (
-        ("STATECACHE_UMASK", conf.parse_umask, "statecache.E005", "The umask is not applied."),
-        (
-            "STATECACHE_SIGNING_KEY",
-            conf.parse_signing_key,
-            "statecache.E006",
-            "statecache is off until this is fixed.",
-        ),
+        ("STATECACHE_UMASK", conf.parse_umask, "statecache.W005", "The umask is not applied."),
+        ("STATECACHE_SIGNING_KEY", conf.parse_signing_key, "statecache.W006", OFF),
     ):
         for name, value in (
             (setting, getattr(settings, setting, None)),
@@ -52,49 +70,80 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             try:
                 parse(value, name)
             except conf.SettingError as exc:
-                errors.append(checks.Error(str(exc), hint=hint, id=ident))
+                found.append(checks.Warning(str(exc), hint=hint, id=ident))
     try:
         directory = conf.cache_dir()
     except conf.SettingError as exc:
-        errors.append(checks.Error(str(exc), id="statecache.E002"))
-        return errors
-    if conf.enabled():
-        if directory.exists() and not directory.is_dir():
-            errors.append(
-                checks.Error(
-                    f"STATECACHE_DIR {directory} exists and is not a directory.",
-                    hint="Point STATECACHE_DIR (or the environment variable) at a directory.",
-                    id="statecache.E003",
-                )
-            )
-        elif not _creatable(directory):
-            errors.append(
-                checks.Warning(
-                    f"STATECACHE_DIR {directory} cannot be created or written.",
-                    hint="statecache will read what is there and store nothing.",
-                    id="statecache.W001",
-                )
-            )
+        found.append(checks.Warning(str(exc), hint=OFF, id="statecache.W002"))
+        return found
+    try:
+        on = conf.flag()
+    except conf.SettingError:
+        on = False
+    if on:
+        found.extend(_check_directory(directory))
         if not compat.is_supported():
-            errors.append(
-                checks.Error(
-                    f"statecache does not support this Django version "
+            found.append(
+                checks.Warning(
+                    f"statecache does not support Django "
+                    f"{'.'.join(map(str, compat.django_version()))} "
                     f"(supported: {compat.supported_text()}).",
-                    id="statecache.E004",
+                    hint="statecache is off; migrations run as Django's own.",
+                    id="statecache.W004",
                 )
             )
-    return errors
+    return found
 
 
-def _creatable(directory: Path) -> bool:
-    """Whether the directory (and its format directory, if there) can be written, or its
-    nearest existing ancestor can receive it."""
+def _check_directory(directory: Path) -> list[checks.CheckMessage]:
+    if directory.exists() and not directory.is_dir():
+        return [
+            checks.Warning(
+                f"STATECACHE_DIR {directory} exists and is not a directory.",
+                hint="Point STATECACHE_DIR (or the environment variable) at a directory. " + OFF,
+                id="statecache.W003",
+            )
+        ]
+    problem = _unwritable(directory)
+    if problem is None:
+        conf.reported_unwritable.discard(str(directory))
+        return []
+    conf.reported_unwritable.add(str(directory))
+    return [
+        checks.Warning(
+            f"STATECACHE_DIR {directory} cannot be created or written ({problem}).",
+            hint="statecache reads what is there and stores nothing.",
+            id="statecache.W001",
+        )
+    ]
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why the cache cannot be written, found by trying what a writer does: create a file in
+    the format directory (or the directory, or a directory in its nearest existing ancestor,
+    removed again). os.access is not enough: it says yes to root for a read-only mount or
+    /proc."""
     probe = directory
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
-        return False
-    base = directory / f"v{STORE_VERSION}"
-    return not base.exists() or (base.is_dir() and os.access(base, os.W_OK | os.X_OK))
+    for candidate in (directory / f"v{STORE_VERSION}" / "tmp", directory / f"v{STORE_VERSION}"):
+        if candidate.is_dir():
+            probe = candidate
+            break
+    name = f".statecache-check.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        if probe.is_dir():
+            fd = os.open(probe / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            os.unlink(probe / name)
+            return None
+        ancestor = probe
+        while not ancestor.exists():
+            if ancestor.parent == ancestor:
+                return "no existing parent"
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{ancestor} is not a directory"
+        os.mkdir(ancestor / name, 0o700)
+        os.rmdir(ancestor / name)
+        return None
+    except OSError as exc:
+        return exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))

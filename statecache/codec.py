@@ -92,19 +92,30 @@ def _django_kinds() -> tuple[type, ...]:
 
 def _django_own(path: str) -> bool:
     """A class of Django's own field, manager, index, constraint, expression or validator
-    kinds, in a Django module that is already imported (nothing is imported to find out)."""
+    kinds, named exactly by the module that defines it and its qualified name (as the encoder
+    writes it), in a Django module that is already imported (nothing is imported to find
+    out). Only classes are walked: `django.core.validators:re.enum.bltns.bytearray` reaches
+    a builtin through other modules and is refused."""
     module_name, qualname = _split(path)
     if not (module_name == "django" or module_name.startswith("django.")):
         return False
     obj: Any = sys.modules.get(module_name)
     for part in qualname.split(".") if obj is not None else ():
-        obj = getattr(obj, part, None)
+        if not isinstance(obj, (type, types.ModuleType)) or part.startswith("__"):
+            return False
+        obj = obj.__dict__.get(part)  # no __getattr__ of a module or class is run
+        if not isinstance(obj, type):
+            return False
     if not isinstance(obj, type):
+        return False
+    if obj.__module__ != module_name or obj.__qualname__ != qualname:
         return False
     return issubclass(obj, _django_kinds()) or module_name == "django.core.validators"
 
 
 def is_allowed(path: str) -> bool:
+    """Whether `path` is exactly one the migration graph uses (collected by fingerprinting)
+    or one of Django's own classes of the kinds above; never an attribute reached through it."""
     return path in _allowed or _django_own(path)
 
 

@@ -35,20 +35,38 @@ def parse_flag(value: object, name: str) -> bool:
 def enabled() -> bool:
     """STATECACHE_ENABLED, overridden for one run by the environment variable of that name.
 
-    An invalid value means "off": the system check reports it. So does an invalid signing key:
-    a team that asked for signed entries must never silently read unsigned ones.
+    An invalid value means "off", and so does any other problem `off_reason` names (an
+    unusable directory setting, an invalid signing key: a team that asked for signed entries
+    must never silently read unsigned ones): the system checks report why, as warnings, and
+    Django's own code runs.
     """
     try:
-        env = os.environ.get("STATECACHE_ENABLED")
-        if env is not None:
-            on = parse_flag(env, "STATECACHE_ENABLED (environment)")
-        else:
-            on = parse_flag(_setting("STATECACHE_ENABLED", False), "STATECACHE_ENABLED")
-        if on:
-            signing_key()
-        return on
+        return flag() and off_reason() is None
     except SettingError:
         return False
+
+
+def flag() -> bool:
+    """The flag alone (raises SettingError for a value that is not a boolean)."""
+    env = os.environ.get("STATECACHE_ENABLED")
+    if env is not None:
+        return parse_flag(env, "STATECACHE_ENABLED (environment)")
+    return parse_flag(_setting("STATECACHE_ENABLED", False), "STATECACHE_ENABLED")
+
+
+def off_reason() -> str | None:
+    """Why statecache cannot run with these settings (the flag aside), or None."""
+    try:
+        signing_key()
+        directory = cache_dir()
+    except SettingError as exc:
+        return str(exc)
+    try:
+        if directory.exists() and not directory.is_dir():
+            return f"STATECACHE_DIR {directory} exists and is not a directory"
+    except OSError as exc:
+        return f"STATECACHE_DIR {directory} cannot be examined ({exc})"
+    return None
 
 
 def default_dir() -> Path:
@@ -56,17 +74,45 @@ def default_dir() -> Path:
     return Path(base) / "django-statecache"
 
 
+def _absolute(path: Path, base: object, name: str) -> Path:
+    """`path` with ~ expanded, made absolute against `base` (the current directory if None)."""
+    try:
+        path = path.expanduser()
+    except RuntimeError as exc:  # ~user that does not exist, or no home directory
+        raise SettingError(f"{name} {str(path)!r} cannot be expanded: {exc}")
+    if path.is_absolute():
+        return path
+    try:
+        return Path(base if base is not None else os.getcwd()) / path
+    except (OSError, TypeError) as exc:
+        raise SettingError(f"{name} {str(path)!r} is relative and has no base: {exc}")
+
+
 def cache_dir() -> Path:
-    """STATECACHE_DIR, overridden by the environment variable of that name."""
+    """STATECACHE_DIR, overridden by the environment variable of that name. A relative setting
+    is taken from settings.BASE_DIR when the project defines one (where Django projects keep
+    their paths), else from the current directory; a relative environment variable, like any
+    path typed in a shell, from the current directory."""
     env = os.environ.get("STATECACHE_DIR")
     if env:
-        return Path(env).expanduser()
+        return _absolute(Path(env), None, "STATECACHE_DIR (environment)")
     value = _setting("STATECACHE_DIR")
     if value is None or value == "":
-        return default_dir()
+        try:
+            return default_dir()
+        except RuntimeError as exc:
+            raise SettingError(f"the default STATECACHE_DIR cannot be found: {exc}")
     if not isinstance(value, (str, os.PathLike)):
         raise SettingError(f"STATECACHE_DIR must be a path, not {value!r}")
-    return Path(value).expanduser()
+    base = _setting("BASE_DIR")
+    if not isinstance(base, (str, os.PathLike)):
+        base = None
+    return _absolute(Path(value), base, "STATECACHE_DIR")
+
+
+# Directories the system check found unwritable in this process: the store starts read-only
+# there, so that the problem is reported once (statecache.W001), not again at the first write.
+reported_unwritable: set[str] = set()
 
 
 def parse_umask(value: object, name: str) -> int | None:

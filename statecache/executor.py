@@ -23,6 +23,7 @@ database work falls back to Django's original method; after it, to a plain repla
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 from django.db.migrations.executor import MigrationExecutor
@@ -40,6 +41,20 @@ def _say(executor: MigrationExecutor, message: str) -> None:
     command = getattr(executor.progress_callback, "__self__", None)
     if command is not None and getattr(command, "verbosity", 1) >= 3:
         command.stdout.write("    statecache: " + message)
+
+
+_fell_back: set[str] = set()
+
+
+def fallback(message: str, *args: object) -> None:
+    """Say once per process, in one line, that statecache handed a job to Django and why; the
+    traceback goes to the `statecache` logger at debug level only (a cache problem is never a
+    traceback in the middle of a migration)."""
+    exc = sys.exc_info()[1]
+    level = logging.DEBUG if message in _fell_back else logging.WARNING
+    _fell_back.add(message)
+    logger.log(level, message + " (%s: %s)", *args, type(exc).__name__, exc)
+    logger.debug("statecache: the traceback of the above", exc_info=True)
 
 
 def _full_plan(executor: MigrationExecutor) -> list:
@@ -70,7 +85,7 @@ def create_project_state(self: MigrationExecutor, with_applied_migrations: bool 
         end = len(plan.migrations)
         fetched = plan.states_at(mask, [end])[end]
     except Exception:
-        logger.exception("statecache: cannot build the applied state; using Django's")
+        fallback("statecache: cannot build the applied state; using Django's")
         return original(self, with_applied_migrations)
     _say(self, f"state of the applied migrations: {_describe(fetched)}")
     return fetched.state
@@ -98,7 +113,7 @@ def _adopt_registry(self: MigrationExecutor, post) -> None:
     try:
         rerendered = registry.adopt(incoming, post.state)
     except Exception:
-        logger.exception("statecache: cannot reuse the pre-migrate registry; rendering")
+        fallback("statecache: cannot reuse the pre-migrate registry; rendering")
         return
     if rerendered is not None:
         _say(
@@ -141,7 +156,7 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
             # RunPython renders every model afresh from a delayed state (Django's own rule).
             count = render.render(state, migration, edges, run_python_renders=True)
         except Exception:
-            logger.exception("statecache: cannot render for %s; rendering every model", migration)
+            fallback("statecache: cannot render for %s; rendering every model", migration)
             edges = None
             state.__dict__.pop("apps", None)
             state.apps  # noqa: B018 - Django's own full render
@@ -154,7 +169,7 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
             if edges is not None:
                 edges.after(state, changing)
         except Exception:
-            logger.exception("statecache: cannot follow the relations after %s", migration)
+            fallback("statecache: cannot follow the relations after %s", migration)
             edges = None
     if partial:
         _say(self, f"forwards: {partial} migrations applied rendering {rendered} models in all")
@@ -180,7 +195,7 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
             migration: render.render(states[migration].state, migration) for migration in states
         }
     except Exception:
-        logger.exception("statecache: cannot prepare the backwards states; using Django's")
+        fallback("statecache: cannot prepare the backwards states; using Django's")
         if self.progress_callback:
             self.progress_callback("render_success")
         return original(self, plan, full_plan, fake)
@@ -208,7 +223,7 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
     try:
         post = states_plan.states_at(post_mask, [end])[end]
     except Exception:
-        logger.exception("statecache: cannot store the post-migrate state; replaying it")
+        fallback("statecache: cannot store the post-migrate state; replaying it")
         post_state = states_plan.empty()
         states_plan.replay(post_state, 0, end, post_mask)
         return post_state

@@ -13,7 +13,7 @@ import logging
 
 from django.db.migrations.loader import MigrationLoader
 
-from . import compat, conf
+from . import compat, conf, executor
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -45,5 +45,5 @@ def project_state(self: MigrationLoader, nodes=None, at_end=True):
         end = len(states.migrations)
         return states.states_at([True] * end, [end])[end].state
     except Exception:
-        logger.exception("statecache: cannot build the graph's end state; using Django's")
+        executor.fallback("statecache: cannot build the graph's end state; using Django's")
         return original(self, nodes, at_end)

@@ -8,7 +8,6 @@ either used by a ref or garbage, and every temporary file is a leftover.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ class PruneReport:
     refs_kept: int = 0
     objects_kept: int = 0
     bytes_kept: int = 0
+    not_removed: int = 0  # entries that could not be removed (a read-only directory)
+    error: str | None = None  # the first reason
 
 
 @dataclass
@@ -42,10 +43,10 @@ class _Ref:
     needs: tuple[bytes, ...] = ()
 
 
-def _size(path: Path) -> tuple[int, float] | None:
-    try:
-        info = path.stat()
-    except OSError:
+def _size(store: Store, path: Path) -> tuple[int, float] | None:
+    """Size and mtime of what is at `path` itself (a link is not followed)."""
+    info = store.lstat(path)
+    if info is None:
         return None
     return info.st_size, info.st_mtime
 
@@ -66,6 +67,8 @@ def prune(
     temporary files. Reads every manifest and blob a state needs (not `status`: prune is the
     maintenance that may)."""
     store = snapshots.store
+    if not dry_run:
+        store.repair_base()
     if dry_run:  # reading would remove damaged files: read through a store that cannot
         reader = Store(store.root, signing_key=store.signing_key, umask=store.umask)
         reader.writable = False
@@ -75,14 +78,14 @@ def prune(
     doomed: list[Path] = []
 
     for path in store.stale_tmp(tmp_age):
-        found = _size(path)
+        found = _size(store, path)
         report.tmp_removed += 1
         report.bytes_freed += found[0] if found else 0
         doomed.append(path)
 
     objects: dict[bytes, tuple[Path, int]] = {}
     for path in store.iter_files("objects"):
-        found = _size(path)
+        found = _size(store, path)
         if found is None:
             continue
         digest = store.digest_of(path)
@@ -97,7 +100,7 @@ def prune(
     dropped: list[_Ref] = []
     valid: dict[bytes, bool] = {}
     for path in store.iter_files("refs"):
-        found = _size(path)
+        found = _size(store, path)
         if found is None:
             continue
         ref = _Ref(store.digest_of(path), path, *found)
@@ -142,9 +145,10 @@ def prune(
     if not dry_run:
         for path in doomed:  # refs before the objects they need: see the order above
             try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+                store.remove(path)  # never through a link, never outside the directory
+            except OSError as exc:
+                report.not_removed += 1
+                report.error = report.error or f"{path}: {exc.strerror or exc}"
     return report
 
 
@@ -177,9 +181,9 @@ def _needs(
 
 
 def clear(store: Store) -> None:
-    """Remove every entry of this format (other formats' directories are left alone)."""
-    for section in ("objects", "refs", "tmp", "stats"):
-        shutil.rmtree(store.base / section, ignore_errors=True)
+    """Remove every entry of this format (other formats' directories are left alone), never
+    through a link; raises OSError when something cannot be removed."""
+    store.clear()
 
 
 @dataclass

@@ -195,7 +195,7 @@ class StatePlan:
         missing = [
             p
             for p, key in enumerate(keys)
-            if key is not None and self.cache.store.get_ref(key) is None
+            if key is not None and not self.cache.store.has_state(key)
         ]
         counts["keyless"] = sum(1 for key in keys if key is None)
         counts["cached"] = len(keys) - len(missing) - counts["keyless"]
@@ -242,7 +242,7 @@ class StatePlan:
             key = self.keys.running(mask)[end]
             if key is None:
                 counts["keyless"] += 1
-            elif self.cache.store.get_ref(key) is not None:
+            elif self.cache.store.has_state(key):
                 counts["cached"] += 1
             else:
                 fetched = self.states_at(mask, [end], count=False)[end]

@@ -250,11 +250,9 @@ class Snapshots:
         snapshot = self.write_manifest(entries, base)
         if snapshot is None:
             return None
-        if self.store.set_ref(key, snapshot.digest, cost):
-            self.stats.written += 1
-        elif not self.store.has_ref(key):  # not already there: the write failed
-            return None
-        return snapshot
+        held, wrote = self.store.put_ref(key, snapshot.digest, cost)
+        self.stats.written += wrote
+        return snapshot if held else None  # None: not stored (the ref could not be written)
 
     def load(
         self, key: bytes, real_apps: set[str], index: origins.Index | None = None

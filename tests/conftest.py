@@ -3,6 +3,9 @@ processes with the settings of the project they test."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import django
 import pytest
 from django.conf import settings
@@ -58,3 +61,26 @@ def project_state():
     # decoding import the classes its migrations use.
     keys.fingerprints(loader, loader.graph.nodes.values())
     return loader.project_state()
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Make a directory read-only for every process, root included (a read-only bind mount)."""
+    from tests.sharedcache import can_mount
+
+    if not can_mount():
+        pytest.skip("needs root and mount for a read-only bind mount (chmod does not stop root)")
+    mounted = []
+
+    def make(directory: Path) -> None:
+        _mount("--bind", str(directory), str(directory))
+        mounted.append(directory)
+        _mount("-o", "remount,ro,bind", str(directory))
+
+    yield make
+    for directory in reversed(mounted):
+        subprocess.run(["umount", str(directory)], check=True)

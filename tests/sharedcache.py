@@ -142,38 +142,35 @@ import os, runpy, signal, sys
 kind, _, n = os.environ["FAULT"].partition(":")
 n = int(n)
 calls = [0]
-real_replace, real_fdopen = os.replace, os.fdopen
+real_replace, real_write = os.replace, os.write
+
+def where(path, dir_fd):
+    # The store writes relative to directory descriptors: name the file by its directory.
+    if dir_fd is None:
+        return str(path)
+    return os.readlink(f"/proc/self/fd/{dir_fd}") + "/" + str(path)
 
 def replace(src, dst, *a, **k):
-    if kind == "kill-before-rename" and "/v1/tmp/" in str(src):
+    if kind == "kill-before-rename" and "/v1/tmp/" in where(src, k.get("src_dir_fd")):
         calls[0] += 1
         if calls[0] == n:
             os.kill(os.getpid(), signal.SIGKILL)
     return real_replace(src, dst, *a, **k)
 
-class Half:
-    def __init__(self, handle):
-        self.handle = handle
-    def __enter__(self):
-        return self
-    def __exit__(self, *exc):
-        return self.handle.__exit__(*exc)
-    def write(self, data):
-        calls[0] += 1
-        if calls[0] == n:
-            self.handle.write(data[: len(data) // 2])
-            self.handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.handle.write(data)
+def write(fd, data):
+    if kind == "kill-mid-write":
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = ""
+        if "/v1/tmp/" in target:
+            calls[0] += 1
+            if calls[0] == n:
+                real_write(fd, bytes(data[: len(data) // 2]))
+                os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(fd, data)
 
-def fdopen(fd, mode="r", *a, **k):
-    handle = real_fdopen(fd, mode, *a, **k)
-    target = os.readlink(f"/proc/self/fd/{fd}")
-    if kind == "kill-mid-write" and mode == "wb" and "/v1/" in target:
-        return Half(handle)
-    return handle
-
-os.replace, os.fdopen = replace, fdopen
+os.replace, os.write = replace, write
 sys.argv = ["manage.py", *sys.argv[1:]]
 runpy.run_path("manage.py", run_name="__main__")
 """

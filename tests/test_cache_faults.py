@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from statecache.store import CACHEDIR_TAG, STORE_VERSION
-from tests.projects import environment, manage, observe_all
+from tests.projects import manage, observe_all
 from tests.sharedcache import (
     as_nobody,
     can_mount,
@@ -242,8 +242,10 @@ def test_a_full_disk_never_stops_a_migration(projects, tmp_path):
     try:
         # warm fills the disk; the rollback then meets it full
         warm = p1.manage(cache, "statecache", "warm")
-        assert warm.returncode == 0, warm.stderr
-        assert "No space left on device" in warm.stderr
+        # Issue 12.7: the states it could not store are counted as such, and it says so.
+        assert warm.returncode == 1, warm.stderr
+        assert "No space left on device" in warm.stderr and "Traceback" not in warm.stderr
+        assert "states were not stored" in warm.stderr and " 0 not stored" not in warm.stdout
         record = p1.observe_as([], cache, *command)
         p1.check_same(record, *command)
         warnings = statecache_warnings(record["stderr"])
@@ -296,18 +298,27 @@ def test_a_missing_directory_is_created_with_its_tag(projects, tmp_path):
     recovered(p1, cache, command)
 
 
-def test_a_cache_path_that_is_a_file_is_a_system_check_error(projects, tmp_path):
+def test_a_cache_path_that_is_a_file_is_a_warning_and_migrate_is_vanillas(projects, tmp_path):
+    """Issue 12.8: a misconfiguration never stops a migration."""
     p1 = projects["p1"]
     a_file = tmp_path / "cache"
     a_file.write_text("I am a file")
     checked = p1.manage(a_file, "check")
-    assert checked.returncode == 1
-    assert "statecache.E003" in checked.stderr and "is not a directory" in checked.stderr
-    db = p1.db()
-    before = _sqlite_view(db)
-    migrated = manage(p1.dir, environment(db, a_file), *p1.back(0))
-    assert migrated.returncode == 1 and "statecache.E003" in migrated.stderr
-    assert _sqlite_view(db) == before, "nothing was migrated"
+    assert checked.returncode == 0, checked.stderr
+    assert "statecache.W003" in checked.stderr and "is not a directory" in checked.stderr
+    assert "statecache is off" in checked.stderr
+    command = p1.back(0)
+    p1.vanilla(*command)
+    record = p1.observe(a_file, *command)
+    p1.check_same(record, *command)
+    assert record["statecache"] is None, "statecache stayed off"
+    migrated = manage(p1.dir, p1.env(a_file), *command)  # with the system checks
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stderr.count("(statecache.") == 1, migrated.stderr  # W003, once
+    assert "statecache:" not in migrated.stderr and "Traceback" not in migrated.stderr
+    status = p1.manage(a_file, "statecache", "status")
+    assert status.returncode == 1 and "is not a directory" in status.stderr
+    assert "Traceback" not in status.stderr
     assert a_file.read_text() == "I am a file"
 
 

@@ -172,19 +172,19 @@ def test_settings_are_checked(monkeypatch, tmp_path):
     ids = {m.id for m in checks.run_checks()}
     assert not {i for i in ids if i.startswith("statecache.")}, ids
     monkeypatch.setenv("STATECACHE_UMASK", "rwx")
-    assert "statecache.E005" in {m.id for m in checks.run_checks()}
+    assert "statecache.W005" in {m.id for m in checks.run_checks()}
     monkeypatch.setenv("STATECACHE_UMASK", "1777")
-    assert "statecache.E005" in {m.id for m in checks.run_checks()}
+    assert "statecache.W005" in {m.id for m in checks.run_checks()}
     monkeypatch.setenv("STATECACHE_UMASK", "007")
-    assert "statecache.E005" not in {m.id for m in checks.run_checks()}
+    assert "statecache.W005" not in {m.id for m in checks.run_checks()}
     from django.test import override_settings
 
     with override_settings(STATECACHE_DIR=42):
         monkeypatch.delenv("STATECACHE_DIR")
-        assert "statecache.E002" in {m.id for m in checks.run_checks()}
+        assert "statecache.W002" in {m.id for m in checks.run_checks()}
     with override_settings(STATECACHE_UMASK=True, STATECACHE_SIGNING_KEY=b"\0" * 4):
         ids = {m.id for m in checks.run_checks()}
-        assert {"statecache.E005", "statecache.E006"} <= ids
+        assert {"statecache.W005", "statecache.W006"} <= ids
 
 
 def test_prune_removes_a_damaged_blob_and_the_states_that_need_it(warm):

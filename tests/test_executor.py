@@ -12,7 +12,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
-from statecache import compat, replay
+from statecache import compat, conf, replay
 from tests.harness import dump_state, schema
 
 
@@ -163,13 +163,17 @@ def test_system_checks_report_bad_settings(monkeypatch, tmp_path):
 
     monkeypatch.setenv("STATECACHE_ENABLED", "maybe")
     ids = {message.id for message in checks.run_checks()}
-    assert "statecache.E001" in ids
+    assert "statecache.W007" in ids
+    assert not [
+        m for m in checks.run_checks() if m.level >= checks.ERROR and m.id.startswith("statecache")
+    ]
     monkeypatch.setenv("STATECACHE_ENABLED", "1")
     a_file = tmp_path / "file"
     a_file.write_text("")
     monkeypatch.setenv("STATECACHE_DIR", str(a_file))
     ids = {message.id for message in checks.run_checks()}
-    assert "statecache.E003" in ids and "statecache.E001" not in ids
+    assert "statecache.W003" in ids and "statecache.W007" not in ids
+    assert conf.enabled() is False, "a path that is a file turns statecache off"
     monkeypatch.setenv("STATECACHE_DIR", str(a_file / "below"))
     assert "statecache.W001" in {message.id for message in checks.run_checks()}
 

@@ -1,4 +1,12 @@
-"""`manage.py statecache warm | status | verify | prune | clear | dir`."""
+"""`manage.py statecache warm | status | verify | prune | clear | dir`.
+
+Exit status: 0 when the command did its job; 1 with one line on stderr when it could not (the
+directory unusable: missing for `status`, not a directory, unreadable, read-only or full where
+it must write, a link where statecache's own directories belong; busy; `warm` could not store
+some states; `prune` could not remove some entries; `verify` found a difference; a setting
+that turns statecache off); 2 for a usage error. Never a traceback: an OS error becomes that
+one line.
+"""
 
 from __future__ import annotations
 
@@ -132,14 +140,13 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args, verb: str, **options) -> None:
+        reason = conf.off_reason()
+        if reason is not None and verb != "status":  # status shows what it can, to diagnose
+            raise CommandError(f"{reason}; statecache is off (see `manage.py check`)")
         try:
-            directory = conf.cache_dir()
-            conf.signing_key()
-        except conf.SettingError as exc:
-            raise CommandError(str(exc))
-        if directory.exists() and not directory.is_dir():
-            raise CommandError(f"{directory} is not a directory (STATECACHE_DIR)")
-        getattr(self, "do_" + verb)(**options)
+            getattr(self, "do_" + verb)(**options)
+        except OSError as exc:
+            raise CommandError(_os_error(exc))
 
     def _plan(self, database: str) -> tuple[replay.StatePlan, MigrationExecutor]:
         if database not in connections:
@@ -177,8 +184,6 @@ class Command(BaseCommand):
             raise CommandError("another warm has held the cache for 10 minutes; try again")
         plan.cache.flush_stats()
         elapsed = time.perf_counter() - started
-        if not store.writable:
-            self.stderr.write(f"statecache: {store.root} is not writable; stored nothing")
         self.stdout.write(
             f"statecache warm: {len(plan.migrations)} migrations, {_counted(counts)}; "
             f"{len(plan.rollback_masks())} states with an app's latest migration unapplied: "
@@ -195,6 +200,10 @@ class Command(BaseCommand):
                 "computed at import time); the states after it are computed again by every "
                 "process"
             )
+        unstored = counts["unwritten"] + rollbacks["unwritten"]
+        if unstored:
+            why = "is not writable" if not store.writable else "is in use (cleared or pruned)"
+            raise CommandError(f"{store.root} {why}: {unstored} states were not stored")
 
     def _status(self, database: str) -> dict:
         plan, _ = self._plan(database)
@@ -206,6 +215,7 @@ class Command(BaseCommand):
             counters[name] = counters.get(name, 0) + value
         return {
             "directory": str(store.root),
+            "enabled": conf.enabled(),
             "format": f"v{STORE_VERSION}",
             "other_formats": store.other_versions(),
             "signed": store.signing_key is not None,
@@ -217,10 +227,28 @@ class Command(BaseCommand):
         }
 
     def do_status(self, database: str, json: bool, verbosity: int, **_) -> None:  # noqa: A002
+        reason = conf.off_reason()
+        off = CommandError(f"{reason}; statecache is off (see `manage.py check`)")
+        try:
+            directory = conf.cache_dir()
+        except conf.SettingError:
+            raise off
+        if directory.exists() and not directory.is_dir():
+            raise off
+        if not directory.is_dir():
+            raise CommandError(f"{directory} does not exist: nothing is cached there yet")
         info = self._status(database)
+        info["off_because"] = reason
         if json:
             self.stdout.write(_json(info))
-            return
+        else:
+            self._print_status(info, verbosity)
+        if reason is not None:
+            raise off
+
+    def _print_status(self, info: dict, verbosity: int = 1) -> None:
+        if info["off_because"] is None and not info["enabled"]:
+            self.stdout.write("statecache is off (STATECACHE_ENABLED): migrate does not use it")
         counters = info["counters"]
         lookups = counters["hits"] + counters["misses"]
         rate = f" ({100 * counters['hits'] / lookups:.0f}% hits)" if lookups else ""
@@ -268,10 +296,15 @@ class Command(BaseCommand):
 
     def _exclusive(self, timeout: float):
         store = replay.snapshots().store
+
+        def waiting() -> None:
+            self.stderr.write(f"statecache: waiting up to {timeout:g}s for writers to finish")
+            self.stderr.flush()
+
         try:
-            return store, store.lock(timeout=max(timeout, 0))
+            return store, store.lock(timeout=max(timeout, 0), on_wait=waiting)
         except OSError as exc:
-            raise CommandError(f"cannot lock {store.root}: {exc}")
+            raise CommandError(f"cannot lock {store.root}: {_os_error(exc)}")
 
     def do_prune(
         self,
@@ -294,7 +327,7 @@ class Command(BaseCommand):
             keep |= {plan.keys.running(mask)[-1] for mask in plan.rollback_masks()}
             keep.discard(None)
         store = replay.snapshots().store
-        if not store.base.exists():
+        if store.lstat(store.base) is None:
             report = maintenance.PruneReport()
         else:
             store, lock = self._exclusive(timeout)
@@ -312,21 +345,26 @@ class Command(BaseCommand):
                 raise CommandError(_busy(store.root, timeout))
         if json:
             self.stdout.write(_json({"dry_run": dry_run, **asdict(report)}))
-            return
-        would = "would remove" if dry_run else "removed"
-        self.stdout.write(
-            f"statecache prune: {would} {report.refs_removed} states, "
-            f"{report.objects_removed} objects and {report.tmp_removed} temporary files "
-            f"({report.bytes_freed / 1e6:.1f} MB); {report.refs_kept} states and "
-            f"{report.objects_kept} objects kept ({report.bytes_kept / 1e6:.1f} MB)"
-        )
+        else:
+            would = "would remove" if dry_run else "removed"
+            self.stdout.write(
+                f"statecache prune: {would} {report.refs_removed} states, "
+                f"{report.objects_removed} objects and {report.tmp_removed} temporary files "
+                f"({report.bytes_freed / 1e6:.1f} MB); {report.refs_kept} states and "
+                f"{report.objects_kept} objects kept ({report.bytes_kept / 1e6:.1f} MB)"
+            )
+        if report.not_removed:
+            raise CommandError(
+                f"could not remove {report.not_removed} of them ({report.error}); "
+                "they are still counted above as removed"
+            )
 
     def do_dir(self, **_) -> None:
         self.stdout.write(str(conf.cache_dir()))
 
     def do_clear(self, timeout: float, **_) -> None:
         store = replay.snapshots().store
-        if not store.base.exists():
+        if store.lstat(store.base) is None:
             self.stdout.write("statecache: nothing to clear")
             return
         store, lock = self._exclusive(timeout)
@@ -336,7 +374,7 @@ class Command(BaseCommand):
         except filelock.Timeout:
             raise CommandError(_busy(store.root, timeout))
         except OSError as exc:
-            raise CommandError(f"cannot clear {store.root}: {exc}")
+            raise CommandError(f"cannot clear {store.root}: {_os_error(exc)}")
         others = store.other_versions()
         note = f" ({', '.join(others)} of other statecache versions left alone)" if others else ""
         self.stdout.write(f"statecache: cleared {store.root}{note}")
@@ -361,6 +399,12 @@ def _counted(counts: dict[str, int]) -> str:
 def _coverage_fields(info: dict) -> dict:
     names = coverage.Coverage.__dataclass_fields__
     return {name: info[name] for name in names}
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OS error: what, where; no traceback."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _json(value: object) -> str:
