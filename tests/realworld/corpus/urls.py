@@ -1,3 +1,3 @@
-"""No views are served: the corpus exists for its migrations. Some apps' checks want a root URLconf."""
+"""No views are served: the corpus exists for its migrations (some checks want a URLconf)."""
 
 urlpatterns: list = []
