@@ -24,7 +24,10 @@ def dump_state(state) -> list:
     from django.db.migrations.writer import MigrationWriter
 
     def text(value):
-        return MigrationWriter.serialize(value)[0]
+        try:
+            return MigrationWriter.serialize(value)[0]
+        except ValueError:
+            return unwritable(value, text)
 
     models = []
     for key, model_state in state.models.items():
@@ -38,6 +41,28 @@ def dump_state(state) -> list:
             ]
         )
     return [sorted(state.real_apps), models]
+
+
+def unwritable(value, text) -> str:
+    """What Django's writer cannot write (a closure, a lambda: hand-written migrations hold
+    them), described by what is the same in every process: a deconstructible value by its
+    deconstruction, a function by its module and qualified name, anything else by its type."""
+    if hasattr(value, "deconstruct") and not isinstance(value, type):
+        deconstructed = value.deconstruct()
+        path, args, kwargs = deconstructed[-3:]
+        arguments = [text(arg) for arg in args]
+        arguments += [f"{name}={text(kwargs[name])}" for name in sorted(kwargs)]
+        return f"{path}({', '.join(arguments)})"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [text(item) for item in value]
+        if isinstance(value, (set, frozenset)):
+            items.sort()
+        return f"{type(value).__name__}({', '.join(items)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{text(k)}: {text(v)}" for k, v in value.items()) + "}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<function {value.__module__}.{value.__qualname__}>"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def pristine_copy(migration):

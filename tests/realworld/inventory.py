@@ -33,14 +33,18 @@ def main() -> None:
     found: dict[str, set[str]] = defaultdict(set)
     patterns = {
         "models.SET(...)": re.compile(r"\bSET\("),
-        "import-time timezone.now() / datetime.now()": re.compile(
-            r"(timezone|datetime)\.now\(\)|utcnow\(\)"
+        "import-time values (default=timezone.now(), uuid4(), datetime(...))": re.compile(
+            r"default=[\w.]*(now|utcnow|uuid4|uuid1)\(\)|default=datetime\.datetime\("
         ),
-        "import-time uuid4()": re.compile(r"uuid4\(\)"),
         "field factories and wrappers (encrypt(...))": re.compile(r"\bencrypt\("),
         "settings read in the migration": re.compile(r"\bsettings\.(?!AUTH_USER_MODEL)[A-Z_]+"),
         "swappable_dependency": re.compile(r"swappable_dependency\("),
         "lambdas in operations": re.compile(r"lambda\b"),
+        "validator instances (validators=[...])": re.compile(r"validators=\["),
+        "callables as default/upload_to": re.compile(
+            r"\b(default|upload_to)=[A-Za-z_][\w.]*\.[a-z_]\w*[,)]"
+        ),
+        "functools.partial": re.compile(r"\bpartial\("),
     }
 
     def walk(operation):
