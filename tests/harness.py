@@ -16,6 +16,7 @@ import copy
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -205,6 +206,8 @@ def main() -> None:
             # Server errors name the database, which differs between the variants.
             database = str(connection.settings_dict["NAME"])
             error = f"{type(exc).__name__}: {exc}".replace(database, "<database>")
+            # Reprs of functions (an IrreversibleError names its RunPython's) carry addresses.
+            error = re.sub(r" at 0x[0-9a-f]+>", " at 0x...>", error)
         record["stdout"] = stdout.getvalue()
         record["error"] = error
         record["statecache"] = (

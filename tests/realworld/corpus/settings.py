@@ -197,7 +197,18 @@ OTHERS = [
 FIVE_TWO_ONLY = {"django_nyt", "wiki", "django_celery_beat"}
 INSTALLED_APPS = [
     app
-    for app in [*DJANGO, *WAGTAIL, *CMS, *OSCAR, *MACHINA, *WIKI, *AUTH, *OTHERS, "statecache"]
+    for app in [
+        *DJANGO,
+        *WAGTAIL,
+        *CMS,
+        *OSCAR,
+        *MACHINA,
+        *WIKI,
+        *AUTH,
+        *OTHERS,
+        "teamapp",
+        "statecache",
+    ]
     if app.split(".")[0] not in FIVE_TWO_ONLY or installed(app.split(".")[0])
 ]
 

@@ -31,7 +31,12 @@ class Migration(migrations.Migration):
                     fields=[
                         (
                             "id",
-                            models.AutoField(auto_created=True, primary_key=True, serialize=False),
+                            models.AutoField(
+                                auto_created=True,
+                                primary_key=True,
+                                serialize=False,
+                                verbose_name="ID",
+                            ),
                         ),
                         ("text", models.TextField()),
                         (
