@@ -6,6 +6,9 @@
     nox -s servers            the differential tests on PostgreSQL and MariaDB (needs
                               STATECACHE_TEST_POSTGRES and STATECACHE_TEST_MARIADB)
     nox -s django_suite       Django's own migration suites, without and with statecache
+    nox -s realworld          the differential runs on the real-world corpus (tests/realworld/:
+                              popular third-party packages, pinned), Django 5.2 and 6.1; not
+                              in the default sessions (.ci/run runs it on its own)
 
 Every (Django, Python) pair runs the test suite; the `slow` differential runs of generated
 projects run on the oldest and the newest Django, each on its main Python (they exercise Django
@@ -46,6 +49,8 @@ MAIN = {django: python for django, python in reversed(MATRIX)}
 # else, and every Django runs Django's own suites.
 SLOW_ON = set(MAIN.items())
 SERVERS = ("STATECACHE_TEST_POSTGRES", "STATECACHE_TEST_MARIADB")
+# The real-world corpus: each Django its own pins (tests/realworld/requirements-*.txt).
+REALWORLD = [("5.2", "3.12"), ("6.1", "3.13")]
 
 
 def _pyenv_pythons_on_path() -> None:
@@ -74,8 +79,9 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session, django: str) -> None:
     install(session, django)
     args = session.posargs or ["-n", "2"]
-    if (django, session.python) not in SLOW_ON:
-        args = [*args, "-m", "not slow"]
+    # The corpus's runs need its packages: the realworld session.
+    marks = "not realworld" if (django, session.python) in SLOW_ON else "not slow and not realworld"
+    args = [*args, "-m", marks]
     # The servers have their own session; here their tests show as skipped, with the reason.
     env = dict.fromkeys(SERVERS, "")
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *args, env=env)
@@ -99,6 +105,26 @@ def servers(session: nox.Session) -> None:
         "-k",
         "postgresql or mariadb",
         *args,
+    )
+
+
+@nox.session
+@nox.parametrize("django,python", REALWORLD, ids=[f"django-{d}-py{p}" for d, p in REALWORLD])
+def realworld(session: nox.Session, django: str) -> None:
+    """The differential runs on the real-world corpus, its pinned packages installed. One
+    pytest process: the fully migrated database is built once per process (a worker each
+    with -n 2 would build it twice); each run's two variants go side by side."""
+    session.install("-e", ".[test]", "-r", f"tests/realworld/requirements-{django}.txt")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "realworld",
+        "tests/test_realworld.py",
+        *session.posargs,
     )
 
 

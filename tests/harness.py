@@ -22,6 +22,7 @@ import copy
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -97,7 +98,10 @@ def dump_state(state) -> list:
     from django.db.migrations.writer import MigrationWriter
 
     def text(value):
-        return MigrationWriter.serialize(value)[0]
+        try:
+            return MigrationWriter.serialize(value)[0]
+        except ValueError:
+            return unwritable(value, text)
 
     models = []
     for key, model_state in state.models.items():
@@ -111,6 +115,28 @@ def dump_state(state) -> list:
             ]
         )
     return [sorted(state.real_apps), models]
+
+
+def unwritable(value, text) -> str:
+    """What Django's writer cannot write (a closure, a lambda: hand-written migrations hold
+    them), described by what is the same in every process: a deconstructible value by its
+    deconstruction, a function by its module and qualified name, anything else by its type."""
+    if hasattr(value, "deconstruct") and not isinstance(value, type):
+        deconstructed = value.deconstruct()
+        path, args, kwargs = deconstructed[-3:]
+        arguments = [text(arg) for arg in args]
+        arguments += [f"{name}={text(kwargs[name])}" for name in sorted(kwargs)]
+        return f"{path}({', '.join(arguments)})"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [text(item) for item in value]
+        if isinstance(value, (set, frozenset)):
+            items.sort()
+        return f"{type(value).__name__}({', '.join(items)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{text(k)}: {text(v)}" for k, v in value.items()) + "}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<function {value.__module__}.{value.__qualname__}>"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def pristine_copy(migration):
@@ -255,6 +281,8 @@ def main() -> None:
             # Server errors name the database, which differs between the variants.
             database = str(connection.settings_dict["NAME"])
             error = f"{type(exc).__name__}: {exc}".replace(database, "<database>")
+            # Reprs of functions (an IrreversibleError names its RunPython's) carry addresses.
+            error = re.sub(r" at 0x[0-9a-f]+>", " at 0x...>", error)
         record["stdout"] = stdout.getvalue()
         record["error"] = error
         record["statecache"] = (

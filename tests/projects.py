@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,19 +71,33 @@ def observe_all(
 ) -> list[dict]:
     """Run commands one after the other in one process (started through `prefix`, e.g.
     setpriv to run as another user); what the harness recorded for each, and the stderr."""
+    return start_observing(project, env, commands, prefix)()
+
+
+def start_observing(
+    project: Path, env: dict, commands: list[list[str]], prefix: Sequence[str] = ()
+) -> Callable[[], list[dict]]:
+    """observe_all in the background: start the process, return the call that waits for it
+    and returns the records (to run a vanilla and a statecache variant side by side)."""
     out = Path(env["GEN_RECORD"])
     argv = [word for command in commands for word in ("--", *command)]
-    result = subprocess.run(
+    process = subprocess.Popen(
         [*prefix, sys.executable, str(HARNESS), str(project), str(out), *argv],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert result.returncode == 0, result.stderr
-    records = json.loads(out.read_text())
-    for record in records:
-        record["stderr"] = result.stderr
-    return records
+
+    def finish() -> list[dict]:
+        _, stderr = process.communicate()
+        assert process.returncode == 0, stderr
+        records = json.loads(out.read_text())
+        for record in records:
+            record["stderr"] = stderr
+        return records
+
+    return finish
 
 
 def observe(project: Path, env: dict, *command: str, prefix: Sequence[str] = ()) -> dict:
