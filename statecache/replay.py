@@ -208,7 +208,7 @@ class StatePlan:
             if p in missing_set:
                 snapshot = self.save(keys[p], state, cost=cost, base=base, changed=changed)
                 if snapshot is None:
-                    counts[self.cache.failure.kind if self.cache.failure else "unwritten"] += 1
+                    counts[self.cache.failure.kind] += 1  # save() says why it stored nothing
                 else:
                     counts["computed"] += 1
                 base, changed = snapshot, (set() if snapshot is not None else None)
@@ -249,7 +249,7 @@ class StatePlan:
                 if fetched.stored:
                     counts["computed"] += 1
                 else:
-                    counts[self.cache.failure.kind if self.cache.failure else "unwritten"] += 1
+                    counts[self.cache.failure.kind] += 1  # save() says why it stored nothing
         return counts
 
 

@@ -187,9 +187,7 @@ class Snapshots:
             return None
         stored, new = self.store.put_object(BLOB, data)
         self.stats.blobs_written += new
-        if stored is None:
-            self.failure = Failure("unwritten", None, f"cannot write to {self.store.root}")
-        return stored
+        return stored  # None: not written (save() records that as the failure)
 
     def _uncacheable(self, state: ModelState, exc: Exception) -> None:
         name = model_key(state)
