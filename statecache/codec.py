@@ -44,7 +44,7 @@ from . import origins
 from .origins import VOLATILE
 
 # Bumped whenever the byte layout changes; part of every key and of the store's path.
-CODEC_VERSION = 2
+CODEC_VERSION = 3
 
 
 class Uncacheable(Exception):
@@ -307,6 +307,25 @@ class Encoder:
                 raise
             return found
 
+    def _field_class(self, cls: type, path: str) -> Any:
+        """A field's class by import path. A class made by a factory, whose deconstruction
+        names that factory (django-cryptography's `encrypt(CharField(...))`), by the factory:
+        decoding calls it with the deconstruction's arguments, as loading the migration does
+        (verify() then checks that this gives the same class and deconstruction). Otherwise
+        by origin (_class)."""
+        try:
+            return self._path(cls)
+        except Uncacheable:
+            pass
+        module, _, name = path.rpartition(".")
+        factory = getattr(sys.modules.get(module), name, None)  # imports nothing
+        if callable(factory) and not isinstance(factory, type):
+            try:
+                return self._path(factory)
+            except Uncacheable:
+                pass
+        return self._class(cls)
+
     def _ref(self, obj: Any) -> msgpack.ExtType:
         try:
             return self._ext(REF, self._path(obj))
@@ -384,8 +403,8 @@ class Encoder:
         if isinstance(obj, functools.partial):
             return self._ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
         if isinstance(obj, models.Field):
-            _, _, args, kwargs = obj.deconstruct()
-            return self._ext(FIELD, [self._class(t), list(args), kwargs])
+            _, path, args, kwargs = obj.deconstruct()
+            return self._ext(FIELD, [self._field_class(t, path), list(args), kwargs])
         if isinstance(obj, BaseManager):
             try:
                 as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
@@ -559,8 +578,36 @@ def verify(state: ModelState, data: bytes, *, index: origins.Index | None = None
     except Exception as exc:
         raise Uncacheable(f"{state!r} does not decode: {exc}")
     encoder = _encoder_for(index)
-    if decoded != state or encoder.pack(_model_state_payload(decoded, encoder)) != data:
+    if not same_state(decoded, state) or encoder.pack(_model_state_payload(decoded, encoder)) != data:
         raise Uncacheable(f"{state!r} does not round-trip exactly")
+
+
+def same_state(a: ModelState, b: ModelState) -> bool:
+    """ModelState.__eq__, except that fields given as arguments to other fields are compared
+    by deconstruction too.
+
+    Django compares each field by its deconstruction, whose arguments it compares with ==; a
+    field among them compares by creation counter. A wrapper that deconstructs to a factory
+    and a new base field each time (django-cryptography's `encrypt(CharField(...))`) is then
+    never equal to itself, although Django itself rebuilds it from that deconstruction when it
+    loads the migration or clones the field."""
+    if (a.app_label, a.name, sorted(a.fields)) != (b.app_label, b.name, sorted(b.fields)):
+        return False
+    if any(not _same(a.fields[name], b.fields[name]) for name in a.fields):
+        return False
+    return a.options == b.options and a.bases == b.bases and a.managers == b.managers
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, models.Field) and isinstance(b, models.Field):
+        return type(a) is type(b) and _same(a.deconstruct()[1:], b.deconstruct()[1:])
+    if type(a) is not type(b):
+        return a == b
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 def decode_model_state(

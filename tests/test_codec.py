@@ -223,6 +223,23 @@ def test_a_deconstructible_without_eq_is_refused():
         codec.encode_model_state(state)
 
 
+def test_a_field_a_factory_makes_is_rebuilt_by_the_factory_and_compared_by_deconstruction():
+    field = values.wrap(models.CharField(max_length=30))
+    state = ModelState("testapp", "Thing", [("value", field)])
+    # Django's own comparison cannot tell: the base field is new on every deconstruction.
+    assert state != state
+    decoded = decode(codec.encode_model_state(state))
+    assert type(decoded.fields["value"]) is type(field)
+    assert codec.same_state(decoded, state)
+    # Not lax: another base field, or the base field's arguments changed, is another state.
+    for other in [
+        values.wrap(models.CharField(max_length=31)),
+        values.wrap(models.TextField(max_length=30)),
+        models.CharField(max_length=30),
+    ]:
+        assert not codec.same_state(ModelState("testapp", "Thing", [("value", other)]), state)
+
+
 scalars = (
     st.none()
     | st.booleans()

@@ -41,3 +41,23 @@ class NamedManager(models.Manager):
 
 class Upper(models.Func):
     function = "UPPER"
+
+
+_WRAPPED: dict[type, type] = {}
+
+
+class WrappedMixin:
+    """As django-cryptography's fields: the class is made by `wrap()`, is not importable, and
+    deconstructs to `wrap` and a new base field each time."""
+
+    def deconstruct(self):
+        name, _, args, kwargs = super().deconstruct()
+        return name, "tests.testapp.values.wrap", [type(self).__mro__[2](*args, **kwargs)], {}
+
+
+def wrap(field: models.Field) -> models.Field:
+    base = type(field)
+    if base not in _WRAPPED:
+        _WRAPPED[base] = type("Wrapped" + base.__name__, (WrappedMixin, base), {})
+    _, _, args, kwargs = field.deconstruct()
+    return _WRAPPED[base](*args, **kwargs)
