@@ -143,6 +143,7 @@ OPERATION = 20
 # 21 was UNRESOLVABLE_REF (codec 1): fingerprints now hash such values as ORIGIN markers.
 BIGINT = 22
 ORIGIN = 23
+FIELD_ORIGIN = 24
 
 
 class Partial(functools.partial):
@@ -248,8 +249,12 @@ class Encoder:
         *,
         leaves: origins.Leaves | None = None,
         index: origins.Index | None = None,
+        fields_by_origin: bool = True,
     ) -> None:
         self.fingerprint = fingerprint
+        # Encoding a state: operations' fields that their deconstruction does not rebuild
+        # are written by origin (_unfaithful).
+        self.fields_by_origin = fields_by_origin and index is not None
         self.refs = refs  # collects every import path written, when given
         self.leaves = leaves  # fingerprinting: receives the values taken by origin
         self.index = index  # encoding a state: where those values come from
@@ -404,6 +409,15 @@ class Encoder:
             return self._ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
         if isinstance(obj, models.Field):
             _, path, args, kwargs = obj.deconstruct()
+            if self.fingerprint and self.leaves is not None and not self._in_set:
+                self.leaves.fields.append(obj)
+            if self.fields_by_origin:
+                found = self.index.field_origins_of(obj)
+                if found is not None and _unfaithful(obj, self.index):
+                    return self._ext(
+                        FIELD_ORIGIN,
+                        [[list(o) for o in found], origins.type_name(obj), path, list(args), kwargs],
+                    )
             return self._ext(FIELD, [self._field_class(t, path), list(args), kwargs])
         if isinstance(obj, BaseManager):
             try:
@@ -513,6 +527,16 @@ class _Decoder:
         if code in (DECONSTRUCTED, FIELD):
             cls, args, kwargs = payload
             return self.construct(cls, args, kwargs)
+        if code == FIELD_ORIGIN:
+            if self.index is None:
+                raise origins.Unresolved("no loaded migrations to take it from")
+            found, expected, path, args, kwargs = payload
+            live = self.index.resolve_field(found, expected)
+            # The operation's own field, unless something has changed it since (Django's
+            # RenameField mutates the fields that point at the renamed one): a miss.
+            if not _same(list(live.deconstruct()[1:]), [path, args, kwargs]):
+                raise origins.Unresolved(f"{found[0]!r} has another deconstruction here")
+            return live
         if code == ORIGIN:
             if self.index is None:
                 raise origins.Unresolved("no loaded migrations to take it from")
@@ -570,14 +594,38 @@ def encode_model_state(
     return data
 
 
-def verify(state: ModelState, data: bytes, *, index: origins.Index | None = None) -> None:
+def _unfaithful(field: models.Field, index: origins.Index) -> bool:
+    """Whether rebuilding `field` from its deconstruction gives another deconstruction: its
+    constructor changes its arguments (django-extensions' AutoSlugField(editable=True) comes
+    back editable=False). Such a field, an operation's own object, is written by origin:
+    decoding takes this process's object, as vanilla Django's state holds it. Checked once
+    per field and plan."""
+    known = index.faithful.get(id(field))
+    if known is None or known[0] is not field:
+        try:
+            encoder = Encoder(index=index, fields_by_origin=False)
+            copy = _Decoder(True, index).unpack(encoder.pack(field))
+            faithful = type(copy) is type(field) and _same(copy, field)
+        except Exception:
+            faithful = False
+        known = index.faithful[id(field)] = (field, faithful)
+    return not known[1]
+
+
+def verify(
+    state: ModelState,
+    data: bytes,
+    *,
+    index: origins.Index | None = None,
+    encoder: Encoder | None = None,
+) -> None:
     """Raise Uncacheable unless `data` decodes to a state equal to `state` that encodes back
-    to the same bytes."""
+    to the same bytes (with `encoder`, the one that wrote them)."""
     try:
         decoded = decode_model_state(data, trusted=True, index=index)
     except Exception as exc:
         raise Uncacheable(f"{state!r} does not decode: {exc}")
-    encoder = _encoder_for(index)
+    encoder = encoder or _encoder_for(index)
     if not same_state(decoded, state) or encoder.pack(_model_state_payload(decoded, encoder)) != data:
         raise Uncacheable(f"{state!r} does not round-trip exactly")
 

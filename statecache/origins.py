@@ -73,6 +73,9 @@ class Leaves:
 
     objects: list[Any] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    # Every field among the operations' arguments, in walk order: a field whose deconstruction
+    # does not rebuild it is written by origin (codec.encode_model_state).
+    fields: list[Any] = field(default_factory=list)
 
     def add(self, obj: Any, reason: str) -> int:
         self.objects.append(obj)
@@ -88,9 +91,17 @@ class Index:
         # id(obj) -> (obj, its origins); the object is kept so that its id cannot be reused.
         self._by_id: dict[int, tuple[Any, list[Origin]]] = {}
         self.reasons: dict[str, list[tuple[str, str, str]]] = {}
+        self._fields_by_origin: dict[Origin, Any] = {}
+        self._fields_by_id: dict[int, tuple[Any, list[Origin]]] = {}
+        # id(field) -> (field, whether its deconstruction rebuilds it): codec._unfaithful.
+        self.faithful: dict[int, tuple[Any, bool]] = {}
         for migration, leaves in migrations:
             if leaves is None:
                 continue
+            for ordinal, obj in enumerate(leaves.fields):
+                origin = (migration.app_label, migration.name, ordinal)
+                self._fields_by_origin[origin] = obj
+                self._fields_by_id.setdefault(id(obj), (obj, []))[1].append(origin)
             for ordinal, (obj, reason) in enumerate(zip(leaves.objects, leaves.reasons)):
                 origin = (migration.app_label, migration.name, ordinal)
                 self._by_origin[origin] = obj
@@ -109,8 +120,20 @@ class Index:
             return None
         return known[1]
 
-    def resolve(self, origins: Any, expected_type: Any) -> Any:
+    def field_origins_of(self, obj: Any) -> list[Origin] | None:
+        known = self._fields_by_id.get(id(obj))
+        if known is None or known[0] is not obj:
+            return None
+        return known[1]
+
+    def resolve_field(self, origins: Any, expected_type: Any) -> Any:
+        return self.resolve(origins, expected_type, self._fields_by_origin)
+
+    def resolve(
+        self, origins: Any, expected_type: Any, by_origin: dict[Origin, Any] | None = None
+    ) -> Any:
         """The one object that every origin names, checked to be of `expected_type`."""
+        by_origin = self._by_origin if by_origin is None else by_origin
         if not isinstance(origins, list) or not origins:
             raise Unresolved(f"malformed origins {origins!r}")
         found: list[Any] = []
@@ -119,7 +142,7 @@ class Index:
                 raise Unresolved(f"malformed origin {origin!r}")
             app_label, name, ordinal = origin
             try:
-                found.append(self._by_origin[(app_label, name, ordinal)])
+                found.append(by_origin[(app_label, name, ordinal)])
             except (KeyError, TypeError):
                 raise Unresolved(f"{app_label}.{name} has no value #{ordinal} here")
         obj = found[0]

@@ -34,6 +34,15 @@ class NoEquality:
         return (f"{__name__}.NoEquality", (self.n,), {})
 
 
+class HiddenField(models.CharField):
+    """Its constructor changes its arguments, as django-extensions' AutoSlugField: given
+    editable=True it deconstructs without it, and a field built from that is not editable."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("editable", False)
+        super().__init__(*args, **kwargs)
+
+
 def migration(now: datetime.datetime | None = None, name: str = "0001_initial"):
     m = migrations.Migration(name, "wildapp")
     m.operations = [
@@ -45,6 +54,7 @@ def migration(now: datetime.datetime | None = None, name: str = "0001_initial"):
                 ("at", models.DateTimeField(default=now or datetime.datetime.now())),
                 ("ref", models.UUIDField(default=uuid.uuid4())),
                 ("text", models.TextField(validators=[NoEquality(3)])),
+                ("slug", HiddenField(max_length=5, editable=True)),
             ],
         )
     ]
@@ -96,6 +106,9 @@ def test_a_state_takes_this_process_s_own_objects():
     assert decoded.fields["ref"].default is live["ref"].default
     assert decoded.fields["text"].validators[0] is live["text"].validators[0]
     assert type(decoded.fields["token"]) is type(live["token"])
+    # Its deconstruction would rebuild it not editable: the operation's own field.
+    assert decoded.fields["slug"] is live["slug"] and decoded.fields["slug"].editable
+    assert decoded.fields["id"] is not live["id"]  # a faithful one is rebuilt
     # ... never the writer's.
     assert decoded.fields["ref"].default != writer_state.fields["ref"].default
 
@@ -109,6 +122,15 @@ def test_without_the_loaded_migrations_an_origin_is_a_miss():
     other.operations = []
     with pytest.raises(origins.Unresolved):
         codec.decode_model_state(data, index=origins.Index([(other, origins.Leaves())]))
+
+
+def test_a_field_taken_by_origin_that_has_changed_since_is_a_miss():
+    index, state = plan_of(migration())
+    data = codec.encode_model_state(state, index=index)
+    # As Django's RenameField does to the fields pointing at the renamed one.
+    state.fields["slug"].max_length = 6
+    with pytest.raises(origins.Unresolved):
+        codec.decode_model_state(data, index=index)
 
 
 def test_an_import_time_value_from_elsewhere_is_not_stored_by_value():
