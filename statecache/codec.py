@@ -414,10 +414,9 @@ class Encoder:
             if self.fields_by_origin:
                 found = self.index.field_origins_of(obj)
                 if found is not None and _unfaithful(obj, self.index):
-                    return self._ext(
-                        FIELD_ORIGIN,
-                        [[list(o) for o in found], origins.type_name(obj), path, list(args), kwargs],
-                    )
+                    where = [list(o) for o in found]
+                    payload = [where, origins.type_name(obj), path, list(args), kwargs]
+                    return self._ext(FIELD_ORIGIN, payload)
             return self._ext(FIELD, [self._field_class(t, path), list(args), kwargs])
         if isinstance(obj, BaseManager):
             try:
@@ -612,21 +611,16 @@ def _unfaithful(field: models.Field, index: origins.Index) -> bool:
     return not known[1]
 
 
-def verify(
-    state: ModelState,
-    data: bytes,
-    *,
-    index: origins.Index | None = None,
-    encoder: Encoder | None = None,
-) -> None:
+def verify(state: ModelState, data: bytes, *, index: origins.Index | None = None) -> None:
     """Raise Uncacheable unless `data` decodes to a state equal to `state` that encodes back
-    to the same bytes (with `encoder`, the one that wrote them)."""
+    to the same bytes."""
     try:
         decoded = decode_model_state(data, trusted=True, index=index)
     except Exception as exc:
         raise Uncacheable(f"{state!r} does not decode: {exc}")
-    encoder = encoder or _encoder_for(index)
-    if not same_state(decoded, state) or encoder.pack(_model_state_payload(decoded, encoder)) != data:
+    encoder = _encoder_for(index)
+    again = encoder.pack(_model_state_payload(decoded, encoder))
+    if not same_state(decoded, state) or again != data:
         raise Uncacheable(f"{state!r} does not round-trip exactly")
 
 
