@@ -32,12 +32,13 @@ from collections.abc import Iterable, Sequence
 import django
 import xxhash
 from django.db.migrations import Migration
+from django.db.migrations.operations.base import Operation
 
 from . import codec, origins, store
 
 logger = logging.getLogger("statecache")
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 
 
 @functools.cache
@@ -69,6 +70,38 @@ def _code_hashes(migration: Migration) -> list[bytes]:
     return sorted(_module_source_hash(cls.__module__) for cls in classes if _outside_django(cls))
 
 
+def _hidden_operations(migration: Migration) -> list[list]:
+    """Operations that operations defined outside Django hold as attributes rather than
+    constructor arguments (django-two-factor-auth's CreatePhoneDevice keeps the CreateModel it
+    runs on its class), by attribute name. Their source is hashed already; walking them too
+    records the import paths and leaves of the states they build."""
+    found: list[list] = []
+    stack = list(migration.operations)
+    seen: set[int] = set()
+    while stack:
+        operation = stack.pop()
+        if id(operation) in seen:
+            continue
+        seen.add(id(operation))
+        for attr in ("state_operations", "database_operations"):
+            stack.extend(getattr(operation, attr, None) or ())
+        if not _outside_django(type(operation)):
+            continue
+        attributes: dict = {}
+        for cls in reversed(type(operation).__mro__):
+            if _outside_django(cls):
+                attributes.update(vars(cls))
+        attributes.update(vars(operation))
+        for name in sorted(attributes):
+            value = attributes[name]
+            values = value if isinstance(value, (list, tuple)) else [value]
+            held = [v for v in values if isinstance(v, Operation)]
+            if held:
+                found.append([name, held])
+                stack.extend(held)
+    return found
+
+
 def migration_fingerprint(migration: Migration) -> bytes | None:
     """The migration's fingerprint; the import paths its operations name become what decoding
     a cached state may import (codec.allow)."""
@@ -86,6 +119,7 @@ def fingerprint_and_leaves(migration: Migration) -> tuple[bytes | None, origins.
                 migration.name,
                 type(migration),
                 list(migration.operations),
+                _hidden_operations(migration),
                 _code_hashes(migration),
             ],
             refs,

@@ -22,6 +22,9 @@ from .store import Store
 
 logger = logging.getLogger("statecache")
 
+# How many cached entries _nearest_cached tries to load before it replays from the start.
+NEAREST_ATTEMPTS = 2
+
 _snapshots: dict[tuple, Snapshots] = {}
 
 
@@ -85,8 +88,13 @@ class StatePlan:
         self, keys: Sequence[bytes | None], below: int
     ) -> tuple[int, ProjectState, float, Snapshot | None]:
         """The latest position <= `below` whose state the cache has, with its manifest (else
-        position 0 and the empty state)."""
+        position 0 and the empty state).
+
+        Gives up after NEAREST_ATTEMPTS entries that do not load: the states before a refused
+        one mostly hold the same model, and decoding each of them before replaying would cost
+        more than the replay (and a hostile directory could make it quadratic)."""
         checked: set[bytes] = set()
+        attempts = 0
         for q in range(below, -1, -1):
             key = keys[q]
             if key is None or key in checked:
@@ -96,6 +104,9 @@ class StatePlan:
                 loaded = self.load(key)
                 if loaded is not None:
                     return q, loaded[0], loaded[1], self.cache.snapshot_of(key)
+                attempts += 1
+                if attempts >= NEAREST_ATTEMPTS:
+                    break
         return 0, self.empty(), 0.0, None
 
     def replay(self, state: ProjectState, start: int, end: int, mask: Sequence[bool]) -> None:

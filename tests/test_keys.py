@@ -6,7 +6,7 @@ import sys
 from django.db import connection, migrations, models
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import keys
+from statecache import codec, keys
 
 
 def make(name="0001_x", max_length=10, app="testapp"):
@@ -46,6 +46,30 @@ def test_operations_from_outside_django_bring_their_source(tmp_path, monkeypatch
     module.write_text(source.format("  # changed"))
     assert fingerprint() != before
     sys.modules.pop("custom_ops")
+
+
+class CreateThing(migrations.operations.base.Operation):
+    """As django-two-factor-auth's CreatePhoneDevice: the CreateModel it runs is an attribute
+    of its class, not a constructor argument."""
+
+    inner = migrations.CreateModel(
+        "Thing",
+        [("id", models.AutoField(primary_key=True)), ("code", models.CharField(default=make))],
+    )
+
+    def state_forwards(self, app_label, state):
+        self.inner.state_forwards(app_label, state)
+
+
+def test_operations_held_by_custom_operations_are_walked_for_their_import_paths():
+    migration = migrations.Migration("0001_x", "testapp")
+    migration.operations = [CreateThing()]
+    codec._allowed.discard("tests.test_keys:make")
+    fingerprint, leaves = keys.fingerprint_and_leaves(migration)
+    assert fingerprint is not None
+    # What a cached state of it names may be imported when another process decodes it.
+    assert codec.is_allowed("tests.test_keys:make")
+    assert [type(f) for f in leaves.fields] == [models.AutoField, models.CharField]
 
 
 def test_values_without_an_exact_encoding_still_give_a_stable_fingerprint():
