@@ -250,8 +250,13 @@ class Encoder:
         leaves: origins.Leaves | None = None,
         index: origins.Index | None = None,
         fields_by_origin: bool = True,
+        volatile: frozenset[tuple[int, str]] = frozenset(),
     ) -> None:
         self.fingerprint = fingerprint
+        # Fingerprinting: field ordinal -> the keywords whose values are volatile.
+        self.volatile: dict[int, set[str]] = {}
+        for ordinal, name in volatile:
+            self.volatile.setdefault(ordinal, set()).add(name)
         # Encoding a state: operations' fields that their deconstruction does not rebuild
         # are written by origin (_unfaithful).
         self.fields_by_origin = fields_by_origin and index is not None
@@ -311,6 +316,25 @@ class Encoder:
             if found is None:
                 raise
             return found
+
+    def _volatile_by_origin(self, field: models.Field, kwargs: dict) -> dict:
+        """Encoding a state: the field's volatile arguments as their origin. A volatile value
+        anywhere else (a copy of the field) cannot be written: it would be this writer's."""
+        names = self.index.volatile_names(field)
+        if not names and not self.index.has_volatile:
+            return kwargs
+        result = {}
+        for name, value in kwargs.items():
+            if name in names:
+                found = self._origin(value)
+                if found is None:
+                    raise Uncacheable(f"{field!r}: {name} has no origin here")
+                result[name] = found
+            elif self.index.is_volatile(value):
+                raise Uncacheable(f"{field!r}: {name} is a value computed at import time")
+            else:
+                result[name] = value
+        return result
 
     def _field_class(self, cls: type, path: str) -> Any:
         """A field's class by import path. A class made by a factory, whose deconstruction
@@ -410,10 +434,23 @@ class Encoder:
         if isinstance(obj, models.Field):
             _, path, args, kwargs = obj.deconstruct()
             if self.fingerprint and self.leaves is not None and not self._in_set:
+                names = self.volatile.get(len(self.leaves.fields), set()) & kwargs.keys()
                 self.leaves.fields.append(obj)
+                if names:
+                    self.leaves.volatile[len(self.leaves.fields) - 1] = names
+                    kwargs = {
+                        name: self._leaf(value, origins.IMPORT_TIME, origins.type_name(value))
+                        if name in names
+                        else value
+                        for name, value in kwargs.items()
+                    }
+            elif self.index is not None:
+                kwargs = self._volatile_by_origin(obj, kwargs)
             if self.fields_by_origin:
                 found = self.index.field_origins_of(obj)
-                if found is not None and _unfaithful(obj, self.index):
+                # A field with volatile arguments too: a copy would hold them outside it.
+                by_origin = self.index.volatile_names(obj) or _unfaithful(obj, self.index)
+                if found is not None and by_origin:
                     where = [list(o) for o in found]
                     payload = [where, origins.type_name(obj), path, list(args), kwargs]
                     return self._ext(FIELD_ORIGIN, payload)
@@ -677,10 +714,14 @@ def decode_model_state(
 
 
 def fingerprint_bytes(
-    value: Any, refs: set[str] | None = None, leaves: origins.Leaves | None = None
+    value: Any,
+    refs: set[str] | None = None,
+    leaves: origins.Leaves | None = None,
+    volatile: frozenset[tuple[int, str]] = frozenset(),
 ) -> bytes:
     """Bytes to hash; `refs`, when given, receives every import path they name, and `leaves`
-    the values they hash as markers (see origins.py)."""
+    the values they hash as markers (see origins.py), with the field arguments at the
+    `volatile` positions (volatile.py)."""
     if refs is None and leaves is None:
         return fingerprint_encoder.pack(value)
-    return Encoder(fingerprint=True, refs=refs, leaves=leaves).pack(value)
+    return Encoder(fingerprint=True, refs=refs, leaves=leaves, volatile=volatile).pack(value)

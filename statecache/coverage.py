@@ -13,7 +13,7 @@ import importlib
 import sys
 from dataclasses import dataclass, field
 
-from . import codec, keys
+from . import codec, keys, volatile
 from .replay import StatePlan
 
 
@@ -67,10 +67,21 @@ def measure(plan: StatePlan, *, explain: bool = False) -> Coverage:
     return result
 
 
-def unstable(plan: StatePlan) -> list[str]:
+@dataclass
+class Unstable:
+    """A migration whose fingerprint differs when its module is imported again."""
+
+    name: str
+    source: bytes | None  # the hash of its module's source
+    positions: frozenset[tuple[int, str]]  # the field arguments that differ (volatile.py)
+    values: list[str]  # those arguments, described
+    stays: bool  # whether its fingerprint still differs with them taken by origin
+
+
+def unstable(plan: StatePlan) -> list[Unstable]:
     """Migrations whose fingerprint differs when their module is imported again: a value
     computed at import time of a type other than a date, time or UUID (a random string, say).
-    Their keys change in every process, so the states after them are never hit again.
+    Their keys change in every process unless those values are recorded (volatile.py).
 
     Re-executes each migration module, then puts back what it held: the process goes on with
     the migrations it loaded."""
@@ -79,11 +90,16 @@ def unstable(plan: StatePlan) -> list[str]:
         module = sys.modules.get(type(migration).__module__)
         if fingerprint is None or getattr(module, "Migration", None) is not type(migration):
             continue
+        source = volatile.source_of(migration)
+        known = plan.hints.get(source, frozenset()) if source is not None else frozenset()
         saved = dict(vars(module))
         try:
             codec.resolve_ref.cache_clear()  # the new Migration class must resolve to itself
             fresh = importlib.reload(module).Migration(migration.name, migration.app_label)
-            again = keys.migration_fingerprint(fresh)
+            if keys.fingerprint_and_leaves(fresh, known)[0] == fingerprint:
+                continue
+            positions = known | volatile.positions(migration, fresh)
+            again = keys.fingerprint_and_leaves(fresh, positions)[0]
         except Exception:  # a module that cannot be imported twice: nothing to compare
             continue
         finally:
@@ -91,8 +107,11 @@ def unstable(plan: StatePlan) -> list[str]:
             vars(module).clear()
             vars(module).update(saved)
             codec.resolve_ref.cache_clear()
-        if again != fingerprint:
-            found.append(f"{migration.app_label}.{migration.name}")
+        # (The loaded class resolves by its path again only now.)
+        stays = again != keys.fingerprint_and_leaves(migration, positions)[0]
+        name = f"{migration.app_label}.{migration.name}"
+        described = volatile.describe(migration, positions - known)
+        found.append(Unstable(name, source, positions, described, stays))
     return found
 
 

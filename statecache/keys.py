@@ -27,7 +27,7 @@ import functools
 import logging
 import sys
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import django
 import xxhash
@@ -42,7 +42,7 @@ KEY_VERSION = 3
 
 
 @functools.cache
-def _module_source_hash(module_name: str) -> bytes:
+def module_source_hash(module_name: str) -> bytes:
     module = sys.modules.get(module_name)
     path = getattr(module, "__file__", None)
     if not path:
@@ -67,7 +67,7 @@ def _code_hashes(migration: Migration) -> list[bytes]:
         classes.add(type(operation))
         for attr in ("state_operations", "database_operations"):
             stack.extend(getattr(operation, attr, None) or ())
-    return sorted(_module_source_hash(cls.__module__) for cls in classes if _outside_django(cls))
+    return sorted(module_source_hash(cls.__module__) for cls in classes if _outside_django(cls))
 
 
 def _hidden_operations(migration: Migration) -> list[list]:
@@ -108,8 +108,18 @@ def migration_fingerprint(migration: Migration) -> bytes | None:
     return fingerprint_and_leaves(migration)[0]
 
 
-def fingerprint_and_leaves(migration: Migration) -> tuple[bytes | None, origins.Leaves | None]:
-    """The fingerprint and the values taken by origin (None, None: no fingerprint)."""
+def fields_of(migration: Migration) -> list:
+    """The fields among the migration's operations, in the order its fingerprint meets them."""
+    leaves = fingerprint_and_leaves(migration)[1]
+    return leaves.fields if leaves is not None else []
+
+
+def fingerprint_and_leaves(
+    migration: Migration, volatile: frozenset[tuple[int, str]] = frozenset()
+) -> tuple[bytes | None, origins.Leaves | None]:
+    """The fingerprint and the values taken by origin (None, None: no fingerprint).
+    `volatile`: the (field ordinal, keyword) arguments that the module computes anew at every
+    import (volatile.py), taken by origin too."""
     refs: set[str] = set()
     leaves = origins.Leaves()
     try:
@@ -124,6 +134,7 @@ def fingerprint_and_leaves(migration: Migration) -> tuple[bytes | None, origins.
             ],
             refs,
             leaves,
+            volatile,
         )
     except codec.Uncacheable as exc:
         logger.info(
@@ -144,13 +155,18 @@ def fingerprints(loader, migrations: Iterable[Migration]) -> dict[int, bytes | N
 
 
 def _fingerprinted(
-    loader, migrations: Iterable[Migration]
+    loader,
+    migrations: Iterable[Migration],
+    volatile: Callable[[Migration], frozenset[tuple[int, str]]] | None = None,
 ) -> dict[int, tuple[bytes | None, origins.Leaves | None]]:
     memo = _memo.setdefault(loader, {})
     for migration in migrations:
-        if id(migration) not in memo:
-            memo[id(migration)] = (migration, *fingerprint_and_leaves(migration))
-    return {ident: (fp, leaves) for ident, (_, fp, leaves) in memo.items()}
+        positions = volatile(migration) if volatile is not None else frozenset()
+        known = memo.get(id(migration))
+        if known is None or known[1] != positions:
+            found = fingerprint_and_leaves(migration, positions)
+            memo[id(migration)] = (migration, positions, *found)
+    return {ident: (fp, leaves) for ident, (_, _, fp, leaves) in memo.items()}
 
 
 def base_key(unmigrated_apps: Iterable[str], django_version: str | None = None) -> bytes:
@@ -172,11 +188,16 @@ def step(key: bytes | None, fingerprint: bytes | None) -> bytes | None:
 class PlanKeys:
     """Keys along the full plan for one loader: `pre(i, applied)` and `after(applied)`."""
 
-    def __init__(self, loader, full_plan: Sequence[tuple[Migration, bool]]) -> None:
+    def __init__(
+        self,
+        loader,
+        full_plan: Sequence[tuple[Migration, bool]],
+        volatile: Callable[[Migration], frozenset[tuple[int, str]]] | None = None,
+    ) -> None:
         self.loader = loader
         self.migrations = [migration for migration, _ in full_plan]
         self.index = {(m.app_label, m.name): i for i, m in enumerate(self.migrations)}
-        done = _fingerprinted(loader, self.migrations)
+        done = _fingerprinted(loader, self.migrations, volatile)
         self.fps = [done[id(m)][0] for m in self.migrations]
         # What cached states of this plan take from its migrations (origins.py).
         self.origins = origins.Index((m, done[id(m)][1]) for m in self.migrations)

@@ -41,6 +41,7 @@ NO_EQUALITY = "no __eq__"
 NO_ENCODING = "no exact encoding"
 
 Origin = tuple[str, str, int]
+_MISSING = object()
 
 
 class Unresolved(LookupError):
@@ -76,6 +77,8 @@ class Leaves:
     # Every field among the operations' arguments, in walk order: a field whose deconstruction
     # does not rebuild it is written by origin (codec.encode_model_state).
     fields: list[Any] = field(default_factory=list)
+    # field ordinal -> keywords whose values are volatile (volatile.py), taken as leaves.
+    volatile: dict[int, set[str]] = field(default_factory=dict)
 
     def add(self, obj: Any, reason: str) -> int:
         self.objects.append(obj)
@@ -92,6 +95,9 @@ class Index:
         self._by_id: dict[int, tuple[Any, list[Origin]]] = {}
         self.reasons: dict[str, list[tuple[str, str, str]]] = {}
         self._fields_by_origin: dict[Origin, Any] = {}
+        # Volatile field arguments (volatile.py): which fields hold them, and the values.
+        self._volatile_names: dict[int, tuple[Any, frozenset[str]]] = {}
+        self._volatile_values: dict[int, Any] = {}
         self._fields_by_id: dict[int, tuple[Any, list[Origin]]] = {}
         # id(field) -> (field, whether its deconstruction rebuilds it): codec._unfaithful.
         self.faithful: dict[int, tuple[Any, bool]] = {}
@@ -102,6 +108,12 @@ class Index:
                 origin = (migration.app_label, migration.name, ordinal)
                 self._fields_by_origin[origin] = obj
                 self._fields_by_id.setdefault(id(obj), (obj, []))[1].append(origin)
+                names = leaves.volatile.get(ordinal)
+                if names:
+                    self._volatile_names[id(obj)] = (obj, frozenset(names))
+                    kwargs = obj.deconstruct()[3]
+                    for name in names:
+                        self._volatile_values[id(kwargs[name])] = kwargs[name]
             for ordinal, (obj, reason) in enumerate(zip(leaves.objects, leaves.reasons)):
                 origin = (migration.app_label, migration.name, ordinal)
                 self._by_origin[origin] = obj
@@ -119,6 +131,17 @@ class Index:
         if known is None or known[0] is not obj:
             return None
         return known[1]
+
+    @property
+    def has_volatile(self) -> bool:
+        return bool(self._volatile_values)
+
+    def volatile_names(self, field: Any) -> frozenset[str]:
+        known = self._volatile_names.get(id(field))
+        return known[1] if known is not None and known[0] is field else frozenset()
+
+    def is_volatile(self, value: Any) -> bool:
+        return self._volatile_values.get(id(value), _MISSING) is value
 
     def field_origins_of(self, obj: Any) -> list[Origin] | None:
         known = self._fields_by_id.get(id(obj))

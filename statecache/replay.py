@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db.migrations.state import ProjectState
 from django.db.migrations.utils import get_references
 
-from . import conf, operations
+from . import conf, operations, volatile
 from .keys import PlanKeys
 from .snapshots import Snapshot, Snapshots
 from .store import Store
@@ -56,9 +56,20 @@ class Fetched:
 class StatePlan:
     def __init__(self, loader, full_plan: Sequence, cache: Snapshots | None = None) -> None:
         self.loader = loader
-        self.keys = PlanKeys(loader, full_plan)
-        self.migrations = self.keys.migrations
+        self.full_plan = full_plan
         self.cache = cache or snapshots()
+        self.rekey(volatile.read(self.cache.store))
+
+    def rekey(self, hints: volatile.Hints) -> None:
+        """Keys with the volatile values recorded in `hints` (volatile.py)."""
+        self.hints = hints
+
+        def positions(migration) -> frozenset[tuple[int, str]]:
+            source = volatile.source_of(migration) if hints else None
+            return hints.get(source, frozenset()) if source is not None else frozenset()
+
+        self.keys = PlanKeys(self.loader, self.full_plan, positions)
+        self.migrations = self.keys.migrations
 
     def empty(self) -> ProjectState:
         return ProjectState(real_apps=self.loader.unmigrated_apps)

@@ -10,6 +10,8 @@ Layout (STORE_VERSION is part of the path, so another format never reads this on
                                   its mtime is the state's last use (prune drops the oldest first)
     <dir>/v1/tmp/                 files being written; renamed into place when complete
     <dir>/v1/stats/0..f           hit/miss counters, one shard per process id modulo 16
+    <dir>/v1/volatile             where migration modules compute values at import time
+                                  (volatile.py), with a checksum; rewritten whole by warm
     <dir>/v1/lock                 shared by writers, exclusive for clear and prune
 
 Every read is verified (object names are their hashes, refs carry a checksum bound to their key)
@@ -77,6 +79,8 @@ MAX_BLOB = 16 * 2**20
 MAX_MANIFEST = 64 * 2**20
 MAX_OBJECT = max(MAX_BLOB, MAX_MANIFEST)
 MAX_STATS = 64 * 2**10
+MAX_VOLATILE = 2**20
+VOLATILE = b"SCV1"
 MAX_SIZES = {BLOB: MAX_BLOB, MANIFEST: MAX_MANIFEST}
 CACHEDIR_TAG = (
     b"Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -794,6 +798,42 @@ class Store:
                 totals[field_name] = totals.get(field_name, 0) + value
         return totals
 
+    # -- volatile values ------------------------------------------------------------------------
+
+    def put_volatile(self, payload: bytes) -> bool:
+        """Replace the record of volatile values (volatile.py); whether it was written."""
+        data = VOLATILE + payload
+        data += xxhash.xxh3_64_digest(data)
+        if self.signing_key is not None:
+            data += _tag(self.signing_key, b"volatile", data)
+        return self._write_atomic(self.base / "volatile", data)
+
+    def get_volatile(self) -> bytes | None:
+        """The payload of the record of volatile values, verified, or None."""
+        path = self.base / "volatile"
+        data = self._read(path, MAX_VOLATILE)
+        if data is None:
+            return None
+        if self.signing_key is not None:
+            body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
+            if len(data) <= TAG_SIZE or tag != _tag(self.signing_key, b"volatile", body):
+                self.warn_once("unsigned", "statecache: ignoring %s (no valid signature)", path)
+                return None
+            data = body
+        body, check = data[:-8], data[-8:]
+        if len(data) < len(VOLATILE) + 8 or not body.startswith(VOLATILE):
+            self._discard(path, "foreign file")
+            return None
+        if xxhash.xxh3_64_digest(body) != check:
+            # A record signed by a key we do not have ends with its tag: left alone.
+            if self.signing_key is None and len(data) > TAG_SIZE + 8:
+                plain = data[:-TAG_SIZE]
+                if xxhash.xxh3_64_digest(plain[:-8]) == plain[-8:]:
+                    return plain[len(VOLATILE) : -8]
+            self._discard(path, "corrupt record")
+            return None
+        return body[len(VOLATILE) :]
+
     # -- inventory -----------------------------------------------------------------------------
 
     def iter_files(self, section: str) -> Iterator[Path]:
@@ -903,7 +943,7 @@ class Store:
         if not stat.S_ISDIR(found.st_mode):
             self.repair_base()
             return
-        for section in ("objects", "refs", "tmp", "stats"):
+        for section in ("objects", "refs", "tmp", "stats", "volatile"):
             self.remove(self.base / section)
 
 

@@ -27,6 +27,9 @@ import sys
 from pathlib import Path
 
 LIVE = "'<this process's import-time value>'"
+# Random strings computed at import time by the test projects start with this, so that they can
+# be compared for what they are like dates, times and UUIDs (a string has no type to tell).
+RANDOM = "rnd-"
 # Found once per command (each `migrate` loads, and so imports, the migration modules again).
 _live: dict[int, object] = {}
 
@@ -47,7 +50,9 @@ def _live_values() -> dict[int, object]:
         if id(value) in seen:
             continue
         seen.add(id(value))
-        if isinstance(value, (datetime.date, datetime.time, uuid.UUID)):
+        if isinstance(value, (datetime.date, datetime.time, uuid.UUID)) or (
+            isinstance(value, str) and value.startswith(RANDOM)
+        ):
             found[id(value)] = value
         elif isinstance(value, dict):
             stack.extend(value.values())
@@ -92,6 +97,16 @@ def install_live_serializers() -> None:
         marking(serializer.DateTimeSerializer),
     )
     MigrationWriter.register_serializer(uuid.UUID, marking(serializer.UUIDSerializer))
+    simple = marking(serializer.BaseSimpleSerializer)
+
+    class Simple(simple):
+        def serialize(self):
+            if isinstance(self.value, str) and self.value.startswith(RANDOM):
+                return super().serialize()
+            return serializer.BaseSimpleSerializer.serialize(self)
+
+    # The key Django registers these types under, so that this one replaces it in place.
+    MigrationWriter.register_serializer((bool, int, type(None), bytes, str, range), Simple)
 
 
 def dump_state(state) -> list:

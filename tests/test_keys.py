@@ -39,7 +39,7 @@ def test_operations_from_outside_django_bring_their_source(tmp_path, monkeypatch
     def fingerprint():
         migration = migrations.Migration("0001_x", "testapp")
         migration.operations = [custom.Touch()]
-        keys._module_source_hash.cache_clear()
+        keys.module_source_hash.cache_clear()
         return keys.migration_fingerprint(migration)
 
     before = fingerprint()

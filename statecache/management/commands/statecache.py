@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import conf, coverage, maintenance, replay
+from statecache import conf, coverage, maintenance, replay, volatile
 from statecache.store import STORE_VERSION
 
 SIZE_UNITS = {
@@ -172,6 +172,16 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {done}/{total} states computed ({now - started:.0f}s)")
 
         store = plan.cache.store
+        # Import the migrations again: a key that changes with every import is never hit, so
+        # what differs is recorded (volatile.py) and the keys are computed with it.
+        found = coverage.unstable(plan)
+        recorded = {
+            u.source: u.positions for u in found if u.source and u.positions and not u.stays
+        }
+        if recorded and volatile.write(store, {**plan.hints, **recorded}):
+            plan.rekey({**plan.hints, **recorded})
+        else:
+            recorded = {}
         try:
             lock = store.warm_lock(timeout=600)
         except OSError:  # a read-only directory: nothing to take turns for
@@ -193,13 +203,18 @@ class Command(BaseCommand):
             self.stdout.write(f"  uncacheable: {model}: {reason}")
         for line in coverage.summary_lines(coverage.measure(plan), verbosity)[1:]:
             self.stdout.write(line)
-        # Import the migrations again: a key that changes with every import is never hit.
-        for name in coverage.unstable(plan):
-            self.stdout.write(
-                f"  volatile: {name}: its fingerprint differs between two imports (a value "
-                "computed at import time); the states after it are computed again by every "
-                "process"
-            )
+        for unstable in found:
+            if unstable.source in recorded:
+                self.stdout.write(
+                    f"  recorded: {unstable.name}: {', '.join(unstable.values)} computed at "
+                    "import time; from now on taken from each process's own migrations"
+                )
+            else:
+                self.stdout.write(
+                    f"  volatile: {unstable.name}: its fingerprint differs between two imports "
+                    "(a value computed at import time); the states after it are computed again "
+                    "by every process"
+                )
         unstored = counts["unwritten"] + rollbacks["unwritten"]
         if unstored:
             why = "is not writable" if not store.writable else "is in use (cleared or pruned)"
