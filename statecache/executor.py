@@ -57,6 +57,21 @@ def fallback(message: str, *args: object) -> None:
     logger.debug("statecache: the traceback of the above", exc_info=True)
 
 
+def _without_first_render_start(callback):
+    """The progress callback, without the "render_start" already reported."""
+    said = [False]
+
+    def progress(action, *args, **kwargs):
+        if action == "render_start" and not said[0]:
+            said[0] = True
+            return None
+        return callback(action, *args, **kwargs)
+
+    # _say finds the command through the callback's __self__.
+    progress.__self__ = getattr(callback, "__self__", None)  # type: ignore[attr-defined]
+    return progress
+
+
 def _full_plan(executor: MigrationExecutor) -> list:
     return executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
 
@@ -196,9 +211,14 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
         }
     except Exception:
         fallback("statecache: cannot prepare the backwards states; using Django's")
-        if self.progress_callback:
-            self.progress_callback("render_success")
-        return original(self, plan, full_plan, fake)
+        # Django's own path says "Rendering model states..." itself: the output stays its.
+        callback = self.progress_callback
+        if callback:
+            self.progress_callback = _without_first_render_start(callback)
+        try:
+            return original(self, plan, full_plan, fake)
+        finally:
+            self.progress_callback = callback
     if self.progress_callback:
         self.progress_callback("render_success")
     for migration in states:

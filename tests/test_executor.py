@@ -104,6 +104,28 @@ def test_a_second_identical_rollback_replays_nothing(databases, monkeypatch):
     assert stats.misses == misses
 
 
+def test_a_failure_preparing_the_rollback_hands_it_to_django_with_django_s_output(
+    databases, monkeypatch, caplog
+):
+    """Fault injection (no real cache entry makes this code raise: decoding problems are
+    misses): the rollback is Django's, and so is every line of its output."""
+    from statecache import render
+
+    expected = migrate("other", "testapp", "0001", verbosity=1)
+    enable(monkeypatch, True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(render, "render", broken)
+    with caplog.at_level(logging.WARNING, logger="statecache"):
+        actual = migrate("default", "testapp", "0001", verbosity=1)
+    assert actual == expected
+    assert actual.count("Rendering model states...") == 1
+    assert "cannot prepare the backwards states; using Django's" in caplog.text
+    assert schema(connections["default"]) == schema(connections["other"])
+
+
 def test_verbose_migrate_explains_hits_and_renders(databases, monkeypatch):
     enable(monkeypatch, True)
     migrate("default", "testapp", "0002")
