@@ -382,7 +382,10 @@ class Store:
     @contextlib.contextmanager
     def _listing(self, parts: tuple[str, ...]) -> Iterator[list[os.DirEntry]]:
         with self._dir(parts) as fd:
-            readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC, dir_fd=fd)
+            try:
+                readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC, dir_fd=fd)
+            except OSError as exc:  # say which directory, not "."
+                raise type(exc)(exc.errno, exc.strerror, str(self.root.joinpath(*parts)))
             try:
                 with os.scandir(readable) as entries:
                     yield sorted(entries, key=lambda entry: entry.name)

@@ -226,5 +226,17 @@ def as_nobody() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
+def without_dac() -> list[str] | None:
+    """A command prefix that runs a process as root without the capabilities that let root
+    read and write what its permissions deny (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): a
+    directory of mode 000 is then as unreadable to it as to any user, while it can still read
+    the Python installation root owns."""
+    if not is_root() or not shutil.which("setpriv"):
+        return None
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import django"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
+
+
 def statecache_warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("statecache:")]

@@ -31,6 +31,7 @@ from tests.sharedcache import (
     projects_fixture,  # noqa: F401 - fixture
     scan,
     statecache_warnings,
+    without_dac,
 )
 
 V = f"v{STORE_VERSION}"
@@ -307,6 +308,65 @@ def test_migrate_on_a_read_only_directory_reports_it_once(projects, tmp_path, re
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("statecache.W001") == 1, result.stderr
     assert [line for line in result.stderr.splitlines() if "statecache:" in line] == []
+
+
+@pytest.fixture
+def unprivileged():
+    prefix = without_dac()
+    if prefix is None:
+        pytest.skip("needs root and setpriv (chmod does not stop a root with its capabilities)")
+    return prefix
+
+
+def test_commands_on_unreadable_objects_answer_in_one_line(projects, tmp_path, unprivileged):
+    """Issue 12.5: `v1/objects` that the process may not read."""
+    p1 = projects["p1"]
+    cache = tmp_path / "cache"
+    assert p1.manage(cache, "statecache", "warm").returncode == 0
+    (cache / V / "objects").chmod(0)
+    # verify recomputes what it cannot read (a cache problem, not a difference): exit 0.
+    expected = {"warm": 1, "status": 1, "verify": 0, "prune": 1}
+    try:
+        for verb, status in expected.items():
+            result = subprocess.run(
+                [*unprivileged, sys.executable, "manage.py", "statecache", verb],
+                cwd=p1.dir,
+                env=p1.env(cache),
+                capture_output=True,
+                text=True,
+            )
+            no_traceback(result)
+            assert result.returncode == status, (verb, result.stderr)
+            said = [
+                line
+                for line in result.stderr.splitlines()
+                if line.startswith(("CommandError", "statecache:"))
+            ]
+            # One line; warm's error may follow the warning about the first unreadable entry.
+            assert 1 <= len(said) <= (2 if verb == "warm" else 1), (verb, result.stderr)
+            assert "Permission denied" in said[0], (verb, result.stderr)
+            assert " ." not in said[-1] and str(cache) in said[-1], (verb, result.stderr)
+    finally:
+        (cache / V / "objects").chmod(0o755)
+
+
+def test_migrate_on_an_unreadable_directory_is_vanilla_with_one_line(
+    projects, tmp_path, unprivileged
+):
+    """Issue 12.5: the whole directory unreadable; before, two tracebacks at -v 1."""
+    p1 = projects["p1"]
+    cache = tmp_path / "cache"
+    assert p1.manage(cache, "statecache", "warm").returncode == 0
+    cache.chmod(0)
+    try:
+        command = p1.back(0)
+        record = p1.observe_as(unprivileged, cache, *command)
+        p1.check_same(record, *command)
+        assert "Traceback" not in record["stderr"], record["stderr"]
+        warnings = statecache_warnings(record["stderr"])
+        assert len(warnings) == 1 and "Permission denied" in warnings[0], record["stderr"]
+    finally:
+        cache.chmod(0o755)
 
 
 # -- 12.6 checks that crash, 12.8 misconfiguration that stops migrate ----------------------------
