@@ -302,7 +302,12 @@ class Store:
         return (0o777 & ~self.umask) | 0o2000
 
     def _parts(self, path: Path) -> tuple[str, ...]:
-        """`path` as names below the root (paths are the store's own, so this is lexical)."""
+        """`path` as names below the root (paths are the store's own, so this is lexical;
+        by string, since Path.relative_to costs more than the read it prepares)."""
+        prefix = os.path.join(str(self.root), "")
+        text = str(path)
+        if text.startswith(prefix) and os.altsep is None:
+            return tuple(name for name in text[len(prefix) :].split(os.sep) if name)
         return Path(path).relative_to(self.root).parts
 
     # -- descriptors: nothing below the root is reached through a link ---------------------------
