@@ -75,7 +75,7 @@ class Leaves:
     objects: list[Any] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     # Every field among the operations' arguments, in walk order: a field whose deconstruction
-    # does not rebuild it is written by origin (codec.encode_model_state).
+    # does not rebuild it is written by origin (codec._unfaithful).
     fields: list[Any] = field(default_factory=list)
     # field ordinal -> keywords whose values are volatile (volatile.py), taken as leaves.
     volatile: dict[int, set[str]] = field(default_factory=dict)

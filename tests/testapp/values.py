@@ -54,6 +54,10 @@ class WrappedMixin:
         name, _, args, kwargs = super().deconstruct()
         return name, "tests.testapp.values.wrap", [type(self).__mro__[2](*args, **kwargs)], {}
 
+    def clone(self):
+        _, _, args, kwargs = super().deconstruct()
+        return wrap(type(self).__mro__[2](*args, **kwargs))
+
 
 def wrap(field: models.Field) -> models.Field:
     base = type(field)
