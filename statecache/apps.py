@@ -12,9 +12,16 @@ class StatecacheConfig(AppConfig):
     verbose_name = "statecache"
 
     def ready(self) -> None:
-        from . import checks, compat  # noqa: F401 - registers the system checks
+        from . import checks, compat, executor, loader  # noqa: F401 - checks register
 
-        if not compat.install():
+        hooks = {
+            "migrate": executor.migrate,
+            "create_project_state": executor.create_project_state,
+            "migrate_all_forwards": executor.migrate_all_forwards,
+            "migrate_all_backwards": executor.migrate_all_backwards,
+            "project_state": loader.project_state,
+        }
+        if not compat.install(hooks):
             # Said once, by the system check (statecache.W004), when the flag is on.
             logger.debug(
                 "statecache: Django %s is not supported (supported: %s); statecache is off",

@@ -40,7 +40,7 @@ from django.db.models.manager import BaseManager
 from django.utils.functional import Promise, lazy
 from django.utils.module_loading import import_string
 
-from . import origins
+from . import compat, origins
 from .origins import VOLATILE
 
 # Bumped whenever the byte layout changes; part of every key and of the store's path.
@@ -465,13 +465,11 @@ class Encoder:
             return self._ext(
                 MANAGER, [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
             )
-        if (
-            self.fingerprint
-            and hasattr(obj, "state_forwards")
-            and hasattr(obj, "_constructor_args")
-        ):
-            args, kwargs = obj._constructor_args
-            return self._ext(OPERATION, [self._class(t), list(args), kwargs])
+        if self.fingerprint and hasattr(obj, "state_forwards"):
+            constructed = compat.constructor_args(obj)
+            if constructed is not None:
+                args, kwargs = constructed
+                return self._ext(OPERATION, [self._class(t), list(args), kwargs])
         if isinstance(
             obj,
             (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType),

@@ -1,20 +1,23 @@
-"""The hook: Django's MigrationExecutor, with states from the cache instead of replays.
+"""The hooks on Django's MigrationExecutor: states from the cache instead of replays.
 
-Two private methods of `MigrationExecutor` are replaced and `migrate` wrapped (compat.py), so any
-subclass of the command, test-database creation and tools that drive the executor directly go
-through statecache. With STATECACHE_ENABLED off they call Django's originals and nothing else.
+compat.py installs them (on the class, so `migrate`, test-database creation and tools that drive
+the executor directly all go through statecache); each is called with Django's original method
+first. With STATECACHE_ENABLED off they call the original and nothing else.
 
-- `_create_project_state(with_applied_migrations=True)`: the state of the applied migrations,
+- `create_project_state(with_applied_migrations=True)`: the state of the applied migrations,
   which `migrate` builds on every run for `pre_migrate`, comes from the cache.
-- `_migrate_all_forwards`: Django's own until a migration leaves the state "delayed" (Django
+- `migrate_all_forwards`: Django's own until a migration leaves the state "delayed" (Django
   then renders every model afresh whenever a registry is next looked at, so the order in which
   incremental re-renders left the models no longer shows); from there on, each migration is
   applied with a registry of only the models its operations can reach, as backwards, instead of
   Django re-rendering every related model after each operation.
-- `_migrate_all_backwards`: each migration's pre-state comes from the cache; the registry handed
+- `migrate_all_backwards`: each migration's pre-state comes from the cache; the registry handed
   to `Migration.unapply` holds only the models its operations can reach (render.py); the
   post-migrate state is the cached (or replayed, never rendered) state of what stays applied,
   and its registry is the pre-migrate one that `migrate` passed in, updated (registry.py).
+- `migrate`: Django's own, remembering for the length of the call the state it was handed
+  (`migrate` hands the pre-migrate state, with its rendered registry), which Django does not
+  pass on to the backwards step.
 
 The database work is Django's own `unapply_migration`. A failure inside statecache before any
 database work falls back to Django's original method; after it, to a plain replay.
@@ -25,22 +28,35 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.state import ProjectState
 
 from . import compat, conf, registry, render
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
 
+# The state the running `migrate` call was handed (see `migrate`), for the backwards step.
+_incoming: ContextVar[ProjectState | None] = ContextVar("statecache_incoming", default=None)
 
-def _say(executor: MigrationExecutor, message: str) -> None:
-    """Print at `migrate -v 3` (through the command's own progress callback): Django's own
+
+class Reporter:
+    """Where statecache says what it did: the `statecache` logger at debug level, and the
+    output of `migrate -v 3` when the executor reports to a management command. Django's own
     tests and users' scripts read `-v 2` output, which must stay exactly Django's."""
-    logger.debug(message)
-    command = getattr(executor.progress_callback, "__self__", None)
-    if command is not None and getattr(command, "verbosity", 1) >= 3:
-        command.stdout.write("    statecache: " + message)
+
+    def __init__(self, executor: MigrationExecutor) -> None:
+        command = compat.command_of(executor.progress_callback)
+        self.stdout = None
+        if command is not None and getattr(command, "verbosity", 1) >= 3:
+            self.stdout = getattr(command, "stdout", None)
+
+    def say(self, message: str) -> None:
+        logger.debug(message)
+        if self.stdout is not None:
+            self.stdout.write("    statecache: " + message)
 
 
 _fell_back: set[str] = set()
@@ -67,8 +83,8 @@ def _without_first_render_start(callback):
             return None
         return callback(action, *args, **kwargs)
 
-    # _say finds the command through the callback's __self__.
-    progress.__self__ = getattr(callback, "__self__", None)  # type: ignore[attr-defined]
+    # The reporter finds the command through the callback's owner.
+    progress.__self__ = compat.command_of(callback)  # type: ignore[attr-defined]
     return progress
 
 
@@ -90,8 +106,7 @@ def _describe(fetched) -> str:
     return f"miss, replayed in {fetched.seconds:.3f}s; {fetched.why_not}"
 
 
-def create_project_state(self: MigrationExecutor, with_applied_migrations: bool = False):
-    original = compat.original("_create_project_state")
+def create_project_state(original, self: MigrationExecutor, with_applied_migrations=False):
     if not with_applied_migrations or not conf.enabled():
         return original(self, with_applied_migrations)
     try:
@@ -102,26 +117,31 @@ def create_project_state(self: MigrationExecutor, with_applied_migrations: bool 
     except Exception:
         fallback("statecache: cannot build the applied state; using Django's")
         return original(self, with_applied_migrations)
-    _say(self, f"state of the applied migrations: {_describe(fetched)}")
+    Reporter(self).say(f"state of the applied migrations: {_describe(fetched)}")
     return fetched.state
 
 
 def migrate(
-    self: MigrationExecutor, targets, plan=None, state=None, fake=False, fake_initial=False
+    original,
+    self: MigrationExecutor,
+    targets,
+    plan=None,
+    state=None,
+    fake=False,
+    fake_initial=False,
 ):
-    """Django's `migrate`, remembering the state it was handed: a backwards run ignores it, but
-    `migrate` hands the pre-migrate state with its rendered registry, which
-    `migrate_all_backwards` turns into the post-migrate registry."""
-    original = compat.original("migrate")
-    self._statecache_incoming = state
+    """Django's `migrate`, remembering for the length of the call the state it was handed: a
+    backwards run ignores it, but `migrate` hands the pre-migrate state with its rendered
+    registry, which `migrate_all_backwards` turns into the post-migrate registry."""
+    token = _incoming.set(state)
     try:
         return original(self, targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial)
     finally:
-        self._statecache_incoming = None
+        _incoming.reset(token)
 
 
-def _adopt_registry(self: MigrationExecutor, post) -> None:
-    incoming = getattr(self, "_statecache_incoming", None)
+def _adopt_registry(reporter: Reporter, post) -> None:
+    incoming = _incoming.get()
     if incoming is None:
         return
     started = time.perf_counter()
@@ -131,16 +151,16 @@ def _adopt_registry(self: MigrationExecutor, post) -> None:
         fallback("statecache: cannot reuse the pre-migrate registry; rendering")
         return
     if rerendered is not None:
-        _say(
-            self,
+        reporter.say(
             f"post-migrate registry: the pre-migrate one with {rerendered} of "
             f"{len(post.state.models)} models re-rendered "
-            f"({time.perf_counter() - started:.3f}s)",
+            f"({time.perf_counter() - started:.3f}s)"
         )
 
 
-def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, fake_initial):
-    original = compat.original("_migrate_all_forwards")
+def migrate_all_forwards(
+    original, self: MigrationExecutor, state, plan, full_plan, fake, fake_initial
+):
     if not conf.enabled():
         return original(self, state, plan, full_plan, fake, fake_initial)
     to_run = {migration for migration, _ in plan}
@@ -152,19 +172,19 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
         if migration not in to_run:
             continue
         to_run.remove(migration)
-        if not state.is_delayed:
+        if not compat.delayed(state):
             # Django's way, on the full registry: until the state is delayed, that registry
             # (the order incremental re-renders left its models in) is what `post_migrate`
             # receivers and RunPython code would see.
-            if "apps" not in state.__dict__:
+            if compat.rendered_registry(state) is None:
                 if self.progress_callback:
                     self.progress_callback("render_start")
-                state.apps  # noqa: B018 - Django's own full render
+                compat.render_all(state)
                 if self.progress_callback:
                     self.progress_callback("render_success")
             state = self.apply_migration(state, migration, fake=fake, fake_initial=fake_initial)
             continue
-        state.__dict__.pop("apps", None)
+        compat.drop_registry(state)
         try:
             edges = edges or render.Edges(state)
             changing = edges.before(migration)
@@ -173,13 +193,13 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
         except Exception:
             fallback("statecache: cannot render for %s; rendering every model", migration)
             edges = None
-            state.__dict__.pop("apps", None)
-            state.apps  # noqa: B018 - Django's own full render
+            compat.drop_registry(state)
+            compat.render_all(state)
             count = len(state.models)
         partial += 1
         rendered += count
         state = self.apply_migration(state, migration, fake=fake, fake_initial=fake_initial)
-        state.__dict__.pop("apps", None)
+        compat.drop_registry(state)
         try:
             if edges is not None:
                 edges.after(state, changing)
@@ -187,12 +207,13 @@ def migrate_all_forwards(self: MigrationExecutor, state, plan, full_plan, fake, 
             fallback("statecache: cannot follow the relations after %s", migration)
             edges = None
     if partial:
-        _say(self, f"forwards: {partial} migrations applied rendering {rendered} models in all")
+        Reporter(self).say(
+            f"forwards: {partial} migrations applied rendering {rendered} models in all"
+        )
     return state
 
 
-def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
-    original = compat.original("_migrate_all_backwards")
+def migrate_all_backwards(original, self: MigrationExecutor, plan, full_plan, fake):
     if not conf.enabled():
         return original(self, plan, full_plan, fake)
     # 1. Pre-states, and the registries to unapply with: no database work yet, so any problem
@@ -221,10 +242,10 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
             self.progress_callback = callback
     if self.progress_callback:
         self.progress_callback("render_success")
+    reporter = Reporter(self)
     for migration in states:
         total = len(states[migration].state.models)
-        _say(
-            self,
+        reporter.say(
             f"{migration.app_label}.{migration.name}: pre-state {_describe(states[migration])}; "
             f"rendered {rendered[migration]} of {total} models",
         )
@@ -247,6 +268,6 @@ def migrate_all_backwards(self: MigrationExecutor, plan, full_plan, fake):
         post_state = states_plan.empty()
         states_plan.replay(post_state, 0, end, post_mask)
         return post_state
-    _say(self, f"post-migrate state: {_describe(post)}")
-    _adopt_registry(self, post)
+    reporter.say(f"post-migrate state: {_describe(post)}")
+    _adopt_registry(reporter, post)
     return post.state

@@ -13,7 +13,7 @@ import logging
 
 from django.db.migrations.loader import MigrationLoader
 
-from . import compat, conf, executor
+from . import conf, executor
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -33,8 +33,7 @@ def full_plan(loader: MigrationLoader) -> list:
     return plan
 
 
-def project_state(self: MigrationLoader, nodes=None, at_end=True):
-    original = compat.original("project_state", MigrationLoader)
+def project_state(original, self: MigrationLoader, nodes=None, at_end=True):
     if nodes is not None or not at_end or not conf.enabled():
         return original(self, nodes, at_end)
     try:

@@ -11,15 +11,12 @@ from collections.abc import Iterable, Iterator
 
 from django.db import models
 from django.db.migrations import operations as ops
-from django.db.migrations.utils import resolve_relation
 
-ModelKey = tuple[str, str]
+from .compat import ModelKey, operation_classes, relation_key
 
-# Operation classes that name their model with `name` / `model_name`; getattr keeps this list
-# valid on every supported Django (AlterConstraint exists from 5.2 on).
-_BY_NAME = {
-    getattr(ops, name)
-    for name in (
+# Operation classes that name their model with `name` / `model_name` (those this Django has).
+_BY_NAME = operation_classes(
+    (
         "CreateModel",
         "DeleteModel",
         "AlterModelTable",
@@ -30,11 +27,9 @@ _BY_NAME = {
         "AlterModelOptions",
         "AlterModelManagers",
     )
-    if hasattr(ops, name)
-}
-_BY_MODEL_NAME = {
-    getattr(ops, name)
-    for name in (
+)
+_BY_MODEL_NAME = operation_classes(
+    (
         "AddField",
         "RemoveField",
         "AlterField",
@@ -46,8 +41,7 @@ _BY_MODEL_NAME = {
         "RemoveConstraint",
         "AlterConstraint",
     )
-    if hasattr(ops, name)
-}
+)
 # Operations whose state change reaches into the models that reference theirs.
 RENAMES = {ops.RenameModel, ops.RenameField}
 
@@ -111,14 +105,14 @@ class Links:
         remote = getattr(field, "remote_field", None)
         if remote is None:
             return
-        target = resolve_relation(remote.model, app_label, model_name)
+        target = relation_key(remote.model, app_label, model_name)
         self.weak.add(target)
         names = {name for name in getattr(field, "to_fields", None) or () if name}
         if names:
             self.columns.setdefault(target, set()).update(names)
         through = getattr(remote, "through", None)
         if through is not None:
-            self.strong.add(resolve_relation(through, app_label, model_name))
+            self.strong.add(relation_key(through, app_label, model_name))
 
     def add_bases(self, bases: Iterable, app_label: str) -> None:
         self.strong |= base_keys(bases, app_label)
@@ -132,7 +126,7 @@ def base_keys(bases: Iterable, app_label: str) -> set[ModelKey]:
     keys: set[ModelKey] = set()
     for base in bases:
         if isinstance(base, str):
-            keys.add(resolve_relation(base, app_label))
+            keys.add(relation_key(base, app_label))
         elif isinstance(base, type) and issubclass(base, models.Model) and base is not models.Model:
             if not base._meta.abstract:
                 keys.add((base._meta.app_label, base._meta.model_name))

@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import os
 
-from django.db.migrations.state import (
-    AppConfigStub,
-    ProjectState,
-    StateApps,
-    get_related_models_recursive,
-)
+from django.db.migrations.state import ProjectState
 
-from . import operations
+from . import compat, operations
 from .operations import ModelKey
 
 # Above this share of the models to re-render, a fresh render costs no more: leave it to Django.
@@ -43,8 +38,8 @@ def _labels(state: ProjectState) -> set[str]:
     return {app_label for app_label, _ in state.models}
 
 
-def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
-    """The order in which `StateApps(real_apps, state.models)` registers the state's models."""
+def fresh_render_order(state: ProjectState, apps) -> list[ModelKey]:
+    """The order in which a fresh render of `state` registers its models."""
     order: list[ModelKey] = []
     pending = list(state.models.items())
     known = set(state.models)
@@ -56,7 +51,7 @@ def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
             if not (bases & known) <= done:
                 waiting.append((key, model_state))
                 continue
-            model = apps.all_models[key[0]][key[1]]
+            model = apps.get_model(*key)
             for field in model._meta.local_many_to_many:
                 through = field.remote_field.through
                 if isinstance(through, type) and through._meta.auto_created:
@@ -69,32 +64,6 @@ def fresh_render_order(state: ProjectState, apps: StateApps) -> list[ModelKey]:
     return order
 
 
-def _reorder(apps: StateApps, order: list[ModelKey]) -> None:
-    for app_label, models in apps.all_models.items():
-        wanted = [name for label, name in order if label == app_label and name in models]
-        placed = set(wanted)
-        rest = [name for name in models if name not in placed]
-        items = [(name, models[name]) for name in [*wanted, *rest]]
-        models.clear()  # in place: the app config stub holds this very dict
-        models.update(items)
-    apps.clear_cache()
-
-
-def _restub(apps: StateApps, labels: set[str]) -> None:
-    """The app stubs a fresh render has: one per label, sorted (StateApps.__init__)."""
-    stubs = {}
-    for label in sorted(labels):
-        stub = apps.app_configs.get(label)
-        if stub is None:
-            stub = AppConfigStub(label)
-            stub.apps = apps
-            stub.import_models()
-        stubs[label] = stub
-    for label in set(apps.app_configs) - labels:
-        apps.all_models.pop(label, None)
-    apps.app_configs = stubs
-
-
 def _changed(source: ProjectState, target: ProjectState) -> list[ModelKey]:
     return [
         key
@@ -105,69 +74,67 @@ def _changed(source: ProjectState, target: ProjectState) -> list[ModelKey]:
     ]
 
 
-def _over(target: ProjectState, rendered: StateApps, changed: list[ModelKey], limit: float) -> bool:
+def _over(target: ProjectState, rendered, changed: list[ModelKey], limit: float) -> bool:
     """Whether re-rendering the changed models would pass `limit`, estimated on the pre-migrate
     registry before it is cloned and stopping as soon as it does: on a project connected through
     a heavily referenced model the first changed model decides it."""
-    target.__dict__["apps"] = rendered
+    compat.give_registry(target, rendered)
     try:
         seen: set[ModelKey] = set()
         for key in changed:
             if key in target.models:
-                seen |= target._find_reload_model(*key, delay=False)
+                seen |= compat.reload_scope(target, key)
                 if len(seen) > limit:
                     return True
         return False
     finally:
-        del target.__dict__["apps"]
+        compat.drop_registry(target)
 
 
 def adopt(source: ProjectState, target: ProjectState) -> int | None:
     """Give `target` a registry built from `source`'s rendered one; return how many models
     were re-rendered, or None when `source` has no registry to offer or reusing it would
     re-render most models anyway (`target` then renders as Django does)."""
-    rendered = source.__dict__.get("apps")
-    if not isinstance(rendered, StateApps) or source.real_apps != target.real_apps:
+    rendered = compat.rendered_registry(source)
+    if rendered is None or source.real_apps != target.real_apps:
         return None
     share = max_share()
-    registered = sum(len(models) for models in rendered.all_models.values())
+    registered = compat.registered_count(rendered)
     changed = _changed(source, target)
     if share < 1 and _over(target, rendered, changed, share * registered):
         return None
-    apps = rendered.clone()
+    apps = compat.clone_registry(rendered)
     gone = [key for key in changed if key not in target.models]
     related: set[ModelKey] = set()
     for key in gone:
         try:
-            related |= get_related_models_recursive(apps.get_model(*key))
+            related |= compat.related_recursive(apps, key)
         except LookupError:
             pass
     # What the gone models leave behind that no state model will render again: themselves and
     # the auto-created many-to-many models tied to them (an owner that stays is re-rendered
     # below, with its own).
-    real = {(model.app_label, model.name_lower) for model in apps.real_models}
-    stale = {key for key in {*gone, *related} if key not in target.models and key not in real}
-    with apps.bulk_update():
-        for key in stale:
-            if key[1] in apps.all_models.get(key[0], {}):
-                apps.unregister_model(*key)
-        _restub(apps, {*target.real_apps, *_labels(target)})
-    target.__dict__["apps"] = apps
+    real = compat.real_model_keys(apps)
+    compat.unregister(
+        apps, {key for key in {*gone, *related} if key not in target.models and key not in real}
+    )
+    compat.set_app_labels(apps, {*target.real_apps, *_labels(target)})
+    compat.give_registry(target, apps)
     try:
         reload = [key for key in changed if key in target.models]
         reload += [key for key in related if key in target.models and key not in reload]
         # ProjectState.reload_models(reload, delay=False), in its two steps: what it would
         # re-render first (everything related, recursively: across a heavily referenced model
         # that is most of the project), then the re-render, only if it is the cheaper way.
-        rerender: set[ModelKey] = set()
+        scope: set[ModelKey] = set()
         for key in reload:
-            rerender |= target._find_reload_model(*key, delay=False)
-        if share < 1 and len(rerender) > share * registered:
-            del target.__dict__["apps"]
+            scope |= compat.reload_scope(target, key)
+        if share < 1 and len(scope) > share * registered:
+            compat.drop_registry(target)
             return None
-        target._reload(rerender)
-        _reorder(apps, fresh_render_order(target, apps))
+        compat.rerender(target, scope)
+        compat.reorder(apps, fresh_render_order(target, apps))
     except Exception:
-        del target.__dict__["apps"]
+        compat.drop_registry(target)
         raise
-    return len(rerender)
+    return len(scope)

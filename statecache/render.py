@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from django.db.migrations.state import ModelState, ProjectState, StateApps
+from django.db.migrations.state import ModelState, ProjectState
 
-from . import operations
+from . import compat, operations
 from .operations import ModelKey
 
 logger = logging.getLogger("statecache")
@@ -162,7 +162,7 @@ def render(
     subset = registry_models(state, migration, edges, run_python_renders)
     if subset is not None and len(subset) < len(state.models):
         try:
-            state.apps = StateApps(state.real_apps, subset)
+            compat.render_partial(state, subset)
             return len(subset)
         except Exception as exc:  # a registry Django would refuse: let Django do it all
             logger.info(
@@ -170,6 +170,6 @@ def render(
                 migration,
                 exc,
             )
-            state.__dict__.pop("apps", None)
-    state.apps  # noqa: B018 - Django's own full render
+            compat.drop_registry(state)
+    compat.render_all(state)
     return len(state.models)

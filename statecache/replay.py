@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db.migrations.state import ProjectState
-from django.db.migrations.utils import get_references
 
-from . import conf, operations, volatile
+from . import compat, conf, operations, volatile
 from .keys import PlanKeys
 from .snapshots import Snapshot, Snapshots
 from .store import Store
@@ -321,13 +320,12 @@ def _rename_referrers(migration, state: ProjectState) -> set[str]:
     """Models that reference what a renaming operation names: renames repoint their fields.
 
     Called before and after the migration runs, to see the references under both names. This
-    scans with Django's get_references rather than `state.relations`: resolving the relations
-    would change how later AlterFields order a model's fields (ProjectState.alter_field moves
-    the field to the end once relations exist), and so the column order of rebuilt tables.
+    scans the fields rather than `state.relations`: resolving the relations would change how
+    later AlterFields order a model's fields (ProjectState.alter_field moves the field to the
+    end once relations exist), and so the column order of rebuilt tables.
     """
     scope = _migration_scope(migration)
     found: set[tuple[str, str]] = set()
     for key in scope[1] if scope else ():
-        for model_state, *_ in get_references(state, key):
-            found.add((model_state.app_label, model_state.name_lower))
+        found.update(compat.references(state, key))
     return _keys_to_names(found)

@@ -29,7 +29,8 @@ def setup(*args, **kwargs) -> None:
 
     from statecache import conf, executor, replay
 
-    if MigrationExecutor._create_project_state is not executor.create_project_state:
+    hook = getattr(MigrationExecutor._create_project_state, "statecache_hook", None)
+    if hook is not executor.create_project_state:
         sys.exit("statecache: the executor hook is not installed")
     if not conf.enabled():
         sys.exit("statecache: STATECACHE_ENABLED is not on")
