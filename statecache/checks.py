@@ -21,7 +21,6 @@ import os
 import secrets
 from pathlib import Path
 
-from django.conf import settings
 from django.core import checks
 
 from . import compat, conf
@@ -47,51 +46,34 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         ]
 
 
+# What statecache does about each setting problem (conf.Problem.id).
+HINTS = {
+    "statecache.W002": OFF,
+    "statecache.W005": "The umask is not applied.",
+    "statecache.W006": OFF,
+    "statecache.W007": OFF,
+}
+
+
 def _check_settings() -> list[checks.CheckMessage]:
-    found: list[checks.CheckMessage] = []
-    for name, value in (
-        ("STATECACHE_ENABLED", getattr(settings, "STATECACHE_ENABLED", False)),
-        ("STATECACHE_ENABLED (environment)", os.environ.get("STATECACHE_ENABLED")),
-    ):
-        if value is None:
-            continue
-        try:
-            conf.parse_flag(value, name)
-        except conf.SettingError as exc:
-            found.append(checks.Warning(str(exc), hint=OFF, id="statecache.W007"))
-    for setting, parse, ident, hint in (
-        ("STATECACHE_UMASK", conf.parse_umask, "statecache.W005", "The umask is not applied."),
-        ("STATECACHE_SIGNING_KEY", conf.parse_signing_key, "statecache.W006", OFF),
-    ):
-        for name, value in (
-            (setting, getattr(settings, setting, None)),
-            (f"{setting} (environment)", os.environ.get(setting)),
-        ):
-            try:
-                parse(value, name)
-            except conf.SettingError as exc:
-                found.append(checks.Warning(str(exc), hint=hint, id=ident))
-    try:
-        directory = conf.cache_dir()
-    except conf.SettingError as exc:
-        found.append(checks.Warning(str(exc), hint=OFF, id="statecache.W002"))
+    config = conf.current()
+    found = [
+        checks.Warning(problem.message, hint=HINTS[problem.id], id=problem.id)
+        for problem in config.problems
+    ]
+    if config.cache_dir is None or not config.flag:
         return found
-    try:
-        on = conf.flag()
-    except conf.SettingError:
-        on = False
-    if on:
-        found.extend(_check_directory(directory))
-        if not compat.is_supported():
-            found.append(
-                checks.Warning(
-                    f"statecache does not support Django "
-                    f"{'.'.join(map(str, compat.django_version()))} "
-                    f"(supported: {compat.supported_text()}).",
-                    hint="statecache is off; migrations run as Django's own.",
-                    id="statecache.W004",
-                )
+    found.extend(_check_directory(config.cache_dir))
+    if not compat.is_supported():
+        found.append(
+            checks.Warning(
+                f"statecache does not support Django "
+                f"{'.'.join(map(str, compat.django_version()))} "
+                f"(supported: {compat.supported_text()}).",
+                hint="statecache is off; migrations run as Django's own.",
+                id="statecache.W004",
             )
+        )
     return found
 
 

@@ -14,24 +14,17 @@ is related to everything else), `migrate` renders afresh instead, as Django does
 
 from __future__ import annotations
 
-import os
-
 from django.db.migrations.state import ProjectState
 
-from . import compat, operations
+from . import compat, conf, operations
 from .operations import ModelKey
-
-# Above this share of the models to re-render, a fresh render costs no more: leave it to Django.
-# The environment variable STATECACHE_REGISTRY_MAX_SHARE overrides it (1: always reuse; the
-# differential tests set it to check the reuse on every rollback).
-MAX_SHARE = 0.5
 
 
 def max_share() -> float:
-    try:
-        return float(os.environ.get("STATECACHE_REGISTRY_MAX_SHARE", MAX_SHARE))
-    except ValueError:
-        return MAX_SHARE
+    """Above this share of the models to re-render, a fresh render costs no more: leave it to
+    Django. STATECACHE_REGISTRY_MAX_SHARE (environment) overrides conf.MAX_SHARE (1: always
+    reuse; the differential tests set it to check the reuse on every rollback)."""
+    return conf.current().max_share
 
 
 def _labels(state: ProjectState) -> set[str]:

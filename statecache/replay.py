@@ -31,13 +31,11 @@ def snapshots() -> Snapshots:
     """One Snapshots per cache directory, signing key and umask, per process (it memoizes
     resolved manifests): a long-lived process whose settings change gets a store that
     follows them."""
-    directory = str(conf.cache_dir())
-    try:
-        setup = (directory, conf.signing_key(), conf.umask())
-    except conf.SettingError:
-        setup = (directory, None, None)  # reported by the system checks; Store copes
+    config = conf.current()
+    setup = (str(conf.cache_dir()), config.signing_key, config.umask)
     if setup not in _snapshots:
-        _snapshots[setup] = Snapshots(Store(directory))
+        directory, signing_key, umask = setup
+        _snapshots[setup] = Snapshots(Store(directory, signing_key=signing_key, umask=umask))
     return _snapshots[setup]
 
 

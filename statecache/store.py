@@ -252,16 +252,12 @@ class Store:
         # Write sequences and writes that stored nothing (refused, busy or failed): lets a
         # caller tell "not stored" from "uncacheable".
         self.refused_writes = 0
+        # An unusable signing key is None here: statecache is off then (conf.py), and nothing
+        # reads this store; an unusable umask is not applied (the system check says so).
         if signing_key is _CONFIGURED:
-            try:
-                signing_key = conf.signing_key()
-            except conf.SettingError:
-                signing_key = None  # conf.enabled() is False then: nothing reads this store
+            signing_key = conf.current().signing_key
         if umask is _CONFIGURED:
-            try:
-                umask = conf.umask()
-            except conf.SettingError:
-                umask = None  # reported by the system check
+            umask = conf.current().umask
         self.signing_key: bytes | None = signing_key  # type: ignore[assignment]
         self.umask: int | None = umask  # type: ignore[assignment]
         # Kinds of problems already logged. "os" (the directory cannot be read or written) is

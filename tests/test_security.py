@@ -250,10 +250,10 @@ def test_signing_key_settings(monkeypatch):
     assert conf.enabled() is False, "a bad key turns statecache off, never to unsigned reads"
     assert "statecache.W006" in {m.id for m in checks.run_checks()}
     monkeypatch.setenv("STATECACHE_SIGNING_KEY", "x" * 100)
-    assert conf.enabled() is True and len(conf.signing_key()) == conf.MAX_KEY
-    assert Store("/nonexistent").signing_key == conf.signing_key()
+    assert conf.enabled() is True and len(conf.current().signing_key) == conf.MAX_KEY
+    assert Store("/nonexistent").signing_key == conf.current().signing_key
     monkeypatch.delenv("STATECACHE_SIGNING_KEY")
-    assert conf.signing_key() is None
+    assert conf.current().signing_key is None
     with pytest.raises(conf.SettingError):
         conf.parse_signing_key(1234, "STATECACHE_SIGNING_KEY")
     assert ModelState  # imported for the fixtures' states
