@@ -92,7 +92,7 @@ def servers(session: nox.Session) -> None:
     """The differential tests on PostgreSQL and MariaDB, newest Django."""
     missing = [name for name in SERVERS if not os.environ.get(name)]
     if missing:
-        session.skip(f"set {' and '.join(missing)} (see the README) to test on the servers")
+        session.skip(f"set {' and '.join(missing)} (see docs/testing.md) to test on the servers")
     install(session, "6.1", "test,servers")
     args = session.posargs or ["-n", "2"]
     session.run(

@@ -203,8 +203,15 @@ def scenarios(
         Scenario("no-op migrate", "full", ["migrate"]),
         # Every other scenario starts from a database with everything applied, as a deployed
         # one has; the report's case starts from it without the new app.
-        Scenario("report case: new app forwards", "without-new-app", ["migrate", project.new_app]),
-        Scenario("report case: new app back to zero", "full", ["migrate", project.new_app, "zero"]),
+        # The forum report's case: a new app (one CreateModel), applied and then unapplied.
+        Scenario(
+            f"new app {project.new_app} forwards", "without-new-app", ["migrate", project.new_app]
+        ),
+        Scenario(
+            f"new app {project.new_app} back to zero",
+            "full",
+            ["migrate", project.new_app, "zero"],
+        ),
         Scenario(
             f"one step back ({middle})",
             "full",
