@@ -34,6 +34,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.state import ProjectState
 
 from . import compat, conf, registry, render
+from .plans import applied_keys, full_plan
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
@@ -88,15 +89,6 @@ def _without_first_render_start(callback):
     return progress
 
 
-def _full_plan(executor: MigrationExecutor) -> list:
-    return executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
-
-
-def _applied_keys(executor: MigrationExecutor) -> set[tuple[str, str]]:
-    nodes = executor.loader.graph.nodes
-    return {key for key in executor.loader.applied_migrations if key in nodes}
-
-
 def _describe(fetched) -> str:
     if fetched.hit:
         saved = max(fetched.cost - fetched.seconds, 0.0)
@@ -110,8 +102,8 @@ def create_project_state(original, self: MigrationExecutor, with_applied_migrati
     if not with_applied_migrations or not conf.enabled():
         return original(self, with_applied_migrations)
     try:
-        plan = StatePlan(self.loader, _full_plan(self))
-        mask = plan.mask(_applied_keys(self))
+        plan = StatePlan(self.loader, full_plan(self.loader))
+        mask = plan.mask(applied_keys(self.loader))
         end = len(plan.migrations)
         fetched = plan.states_at(mask, [end])[end]
     except Exception:
@@ -222,7 +214,7 @@ def migrate_all_backwards(original, self: MigrationExecutor, plan, full_plan, fa
         self.progress_callback("render_start")
     try:
         states_plan = StatePlan(self.loader, full_plan)
-        applied = _applied_keys(self)
+        applied = applied_keys(self.loader)
         mask = states_plan.mask(applied)
         positions = {migration: states_plan.position(migration) for migration, _ in plan}
         fetched = states_plan.states_at(mask, positions.values())

@@ -14,23 +14,10 @@ import logging
 from django.db.migrations.loader import MigrationLoader
 
 from . import conf, executor
+from .plans import full_plan
 from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
-
-
-def full_plan(loader: MigrationLoader) -> list:
-    """The plan `graph.make_state()` replays: every leaf's forwards plan, in leaf order; the
-    same order as the executor's `migration_plan(leaf_nodes, clean_start=True)`."""
-    graph = loader.graph
-    seen: set = set()
-    plan = []
-    for leaf in graph.leaf_nodes():
-        for key in graph.forwards_plan(leaf):
-            if key not in seen:
-                seen.add(key)
-                plan.append((graph.nodes[key], False))
-    return plan
 
 
 def project_state(original, self: MigrationLoader, nodes=None, at_end=True):

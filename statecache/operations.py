@@ -91,6 +91,33 @@ def state_scope(operation, app_label: str) -> tuple[set[ModelKey], bool] | None:
     return found, renames
 
 
+# migration -> what migration_scope found, kept with the migration object (the loader keeps
+# it alive; the identity check guards against a reused id).
+_scopes: dict[int, tuple[object, tuple[set[ModelKey], set[ModelKey]] | None]] = {}
+
+
+def migration_scope(migration) -> tuple[set[ModelKey], set[ModelKey]] | None:
+    """The models whose state a migration may change, and those of them that a renaming
+    operation names (the models that reference those change too: renames repoint them).
+    None: it may change anything. The one answer replay.py and render.py both use."""
+    memo = _scopes.get(id(migration))
+    if memo is not None and memo[0] is migration:
+        return memo[1]
+    found: set[ModelKey] = set()
+    renamed: set[ModelKey] = set()
+    result: tuple[set[ModelKey], set[ModelKey]] | None = (found, renamed)
+    for operation in migration.operations:
+        scope = state_scope(operation, migration.app_label)
+        if scope is None:
+            result = None
+            break
+        found |= scope[0]
+        if scope[1]:
+            renamed |= scope[0]
+    _scopes[id(migration)] = (migration, result)
+    return result
+
+
 class Links:
     """What a set of fields and bases point to: the models a field targets (`weak`: rendering
     needs only their primary key and the columns named in `columns`), and explicit through

@@ -57,16 +57,13 @@ class Edges:
 
     def before(self, migration) -> set[ModelKey] | None:
         """The models whose edges `migration` may change (call before applying it); None: any."""
-        keys: set[ModelKey] = set()
-        for operation in migration.operations:
-            scope = operations.state_scope(operation, migration.app_label)
-            if scope is None:
-                return None
-            found, renames = scope
-            keys |= found
-            if renames:  # a renamed model: the fields that pointed to it now point elsewhere
-                for key in found:
-                    keys |= self.reverse.get(key, set())
+        scope = operations.migration_scope(migration)
+        if scope is None:
+            return None
+        found, renamed = scope
+        keys = set(found)
+        for key in renamed:  # a renamed model: the fields that pointed to it now point elsewhere
+            keys |= self.reverse.get(key, set())
         return keys
 
     def after(self, state: ProjectState, keys: set[ModelKey] | None) -> None:

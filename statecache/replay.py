@@ -280,38 +280,12 @@ def _keys_to_names(keys: Iterable[tuple[str, str]]) -> set[str]:
     return {f"{app_label}.{model_name}" for app_label, model_name in keys}
 
 
-# migration -> (names it may change, keys it renames) or None when it may change anything.
-# Kept with the migration object, which the loader keeps alive.
-_scopes: dict[int, tuple[object, tuple[set[str], set[tuple[str, str]]] | None]] = {}
-
-
-def _migration_scope(migration) -> tuple[set[str], set[tuple[str, str]]] | None:
-    memo = _scopes.get(id(migration))
-    if memo is not None and memo[0] is migration:
-        return memo[1]
-    found: set[tuple[str, str]] = set()
-    renamed: set[tuple[str, str]] = set()
-    result: tuple[set[str], set[tuple[str, str]]] | None
-    for operation in migration.operations:
-        scope = operations.state_scope(operation, migration.app_label)
-        if scope is None:
-            result = None
-            break
-        found |= scope[0]
-        if scope[1]:
-            renamed |= scope[0]
-    else:
-        result = (_keys_to_names(found), renamed)
-    _scopes[id(migration)] = (migration, result)
-    return result
-
-
 def _scope_before(migration, state: ProjectState) -> set[str] | None:
     """Model names a migration may change, seen before it runs (None: any model)."""
-    scope = _migration_scope(migration)
+    scope = operations.migration_scope(migration)
     if scope is None:
         return None
-    return scope[0] | _rename_referrers(migration, state)
+    return _keys_to_names(scope[0]) | _rename_referrers(migration, state)
 
 
 def _rename_referrers(migration, state: ProjectState) -> set[str]:
@@ -322,7 +296,7 @@ def _rename_referrers(migration, state: ProjectState) -> set[str]:
     later AlterFields order a model's fields (ProjectState.alter_field moves the field to the
     end once relations exist), and so the column order of rebuilt tables.
     """
-    scope = _migration_scope(migration)
+    scope = operations.migration_scope(migration)
     found: set[tuple[str, str]] = set()
     for key in scope[1] if scope else ():
         found.update(compat.references(state, key))

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import conf, coverage, maintenance, replay, volatile
+from statecache import conf, coverage, maintenance, plans, replay, volatile
 from statecache.store import STORE_VERSION
 
 SIZE_UNITS = {
@@ -157,8 +157,7 @@ class Command(BaseCommand):
             executor = MigrationExecutor(connections[database])
         except DatabaseError as exc:
             raise CommandError(f"cannot read the migrations of database {database!r}: {exc}")
-        full_plan = executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
-        return replay.StatePlan(executor.loader, full_plan), executor
+        return replay.StatePlan(executor.loader, plans.full_plan(executor.loader)), executor
 
     def do_warm(self, database: str, verbosity: int, **_) -> None:
         started = time.perf_counter()
@@ -337,7 +336,7 @@ class Command(BaseCommand):
         if unreachable:
             plan, executor = self._plan(database)
             keep = set(plan.keys.running([True] * len(plan.migrations)))
-            applied = {k for k in executor.loader.applied_migrations if k in plan.keys.index}
+            applied = plans.applied_keys(executor.loader)
             keep |= set(plan.keys.running(plan.mask(applied)))
             keep |= {plan.keys.running(mask)[-1] for mask in plan.rollback_masks()}
             keep.discard(None)
