@@ -18,8 +18,8 @@ import pytest
 
 from statecache.snapshots import Snapshots
 from statecache.store import Store
+from tests.helpers import assert_same
 from tests.projects import app_migrations, environment, generate, manage, observe
-from tests.test_differential import assert_same
 
 # seed, apps, models, migrations: about 30 migrations, a second to migrate from scratch.
 PROJECTS = {"p1": (21, 3, 8, 20), "p2": (22, 3, 8, 20)}

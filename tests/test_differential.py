@@ -14,14 +14,13 @@ the state MigrationExecutor.migrate returns.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
-import django
 import pytest
 
 from tests.databases import BACKENDS, SQLITE, Databases, available
+from tests.helpers import assert_same
 from tests.projects import (
     FIXTURES,
     app_migrations,
@@ -57,45 +56,6 @@ def on_backends(cases: list) -> list:
                 values = case if isinstance(case, tuple) else (case,)
                 params.append(pytest.param(backend, *values, id=f"{backend.name}-{values[0]}"))
     return params
-
-
-OBSERVED = ("error", "stdout", "schema", "rows", "signals", "returned")
-
-
-def first_difference(expected, actual, path="") -> str:
-    if type(expected) is not type(actual):
-        return f"{path}: {expected!r:.300} != {actual!r:.300}"
-    if isinstance(expected, dict):
-        for key in sorted(set(expected) | set(actual), key=str):
-            if expected.get(key) != actual.get(key):
-                return first_difference(expected.get(key), actual.get(key), f"{path}.{key}")
-    if isinstance(expected, (list, tuple)):
-        for index, (a, b) in enumerate(zip(expected, actual)):
-            if a != b:
-                return first_difference(a, b, f"{path}[{index}]")
-        if len(expected) != len(actual):
-            return f"{path}: {len(expected)} items != {len(actual)} items"
-    return f"{path}: {json.dumps(expected)[:300]} != {json.dumps(actual)[:300]}"
-
-
-def comparable(record: dict) -> dict:
-    """What must be identical. On Django < 5.1 vanilla computes the post-migrate state with
-    every model rendered and re-rendered in the loop (the slow block statecache exists to
-    remove), so its post_migrate registry lists models in the order of their last re-render;
-    statecache's lists them in state order, as Django 5.1+ does. Same models, other order."""
-    record = {key: record[key] for key in OBSERVED}
-    if django.VERSION < (5, 1) and "post_migrate" in record["signals"]:
-        signals = dict(record["signals"])
-        signals["post_migrate"] = sorted(signals["post_migrate"])
-        record["signals"] = signals
-    return record
-
-
-def assert_same(expected: dict, actual: dict, what: str) -> None:
-    expected, actual = comparable(expected), comparable(actual)
-    for key in OBSERVED:
-        if expected[key] != actual[key]:
-            pytest.fail(f"{what}: {first_difference(expected[key], actual[key], key)}")
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_executor_driven_directly_matches_vanilla(databases, monkeypatch, target
             schema(connections[database]),
             sorted(executor.loader.applied_migrations),
         )
-    from tests.test_differential import first_difference
+    from tests.helpers import first_difference
 
     assert results["default"] == results["other"], first_difference(
         results["other"], results["default"]

@@ -11,7 +11,7 @@ from django.db import migrations, models
 from django.db.migrations.state import ModelState
 
 from statecache import codec, keys, origins
-from tests.test_security import ext, forged_state
+from tests.helpers import ext, forged_state
 
 _classes: dict[str, type] = {}
 

@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 from tests.harness import LIVE
+from tests.helpers import assert_same
 from tests.projects import FIXTURES, environment, manage, observe_all, walk
-from tests.test_differential import assert_same
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import assert_same
 from tests.projects import environment, fresh_copy, manage, start_observing
-from tests.test_differential import assert_same
 
 pytestmark = pytest.mark.realworld
 

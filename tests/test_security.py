@@ -20,6 +20,7 @@ from django.db.migrations.state import ModelState
 from statecache import codec, conf, keys
 from statecache.snapshots import Snapshots
 from statecache.store import BLOB, REF_SIZE, SIGNED_REF_SIZE, Store
+from tests.helpers import ext, forged_state
 
 EVIL = """
 import pathlib
@@ -40,30 +41,6 @@ def evil(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     yield name, tmp_path / f"{name}.imported", tmp_path / f"{name}.called"
     sys.modules.pop(name, None)
-
-
-def ext(code: int, value) -> msgpack.ExtType:
-    return msgpack.ExtType(code, msgpack.packb(value, use_bin_type=True))
-
-
-def forged_state(field=None, options=None, managers=()) -> bytes:
-    """The bytes of a ModelState as codec.encode_model_state lays them out, built by hand."""
-    char = ext(codec.FIELD, ["django.db.models.fields:CharField", [], {"max_length": 10}])
-    return msgpack.packb(
-        [
-            codec.CODEC_VERSION,
-            "testapp",
-            "Forged",
-            [["name", field if field is not None else char]],
-            options or {},
-            ext(codec.TUPLE, []),
-            [
-                [name, msgpack.packb(manager, use_bin_type=True), i]
-                for i, (name, manager) in enumerate(managers)
-            ],
-        ],
-        use_bin_type=True,
-    )
 
 
 def char_with_default(default) -> msgpack.ExtType:
