@@ -14,29 +14,14 @@ from dataclasses import dataclass
 
 from django.db.migrations.state import ProjectState
 
-from . import compat, conf, operations, volatile
+from . import changes, volatile
 from .keys import PlanKeys
-from .snapshots import Snapshot, Snapshots
-from .store import Store
+from .snapshots import Snapshot, Snapshots, current
 
 logger = logging.getLogger("statecache")
 
 # How many cached entries _nearest_cached tries to load before it replays from the start.
 NEAREST_ATTEMPTS = 2
-
-_snapshots: dict[tuple, Snapshots] = {}
-
-
-def snapshots() -> Snapshots:
-    """One Snapshots per cache directory, signing key and umask, per process (it memoizes
-    resolved manifests): a long-lived process whose settings change gets a store that
-    follows them."""
-    config = conf.current()
-    setup = (str(conf.cache_dir()), config.signing_key, config.umask)
-    if setup not in _snapshots:
-        directory, signing_key, umask = setup
-        _snapshots[setup] = Snapshots(Store(directory, signing_key=signing_key, umask=umask))
-    return _snapshots[setup]
 
 
 @dataclass
@@ -54,7 +39,7 @@ class StatePlan:
     def __init__(self, loader, full_plan: Sequence, cache: Snapshots | None = None) -> None:
         self.loader = loader
         self.full_plan = full_plan
-        self.cache = cache or snapshots()
+        self.cache = cache or current()
         self.rekey(volatile.read(self.cache.store))
 
     def rekey(self, hints: volatile.Hints) -> None:
@@ -136,12 +121,12 @@ class StatePlan:
             if not mask[i]:
                 continue
             migration = self.migrations[i]
-            scope = _scope_before(migration, state) if changed is not None else None
+            scope = changes.before(migration, state) if changed is not None else None
             migration.mutate_state(state, preserve=False)
             if scope is None:
                 changed = None
             elif changed is not None:
-                changed |= scope | _rename_referrers(migration, state)
+                changed |= scope | changes.rename_referrers(migration, state)
         return changed
 
     def states_at(
@@ -251,6 +236,16 @@ class StatePlan:
                 masks.append(mask)
         return masks
 
+    def reachable_keys(self, applied: Iterable[tuple[str, str]]) -> set[bytes]:
+        """The keys of the states a `migrate` of this graph can ask for that `warm` keeps:
+        every state of the fully applied graph, those of the database's applied migrations,
+        and each app's latest migration unapplied (`prune --unreachable` keeps these)."""
+        keep = set(self.keys.running([True] * len(self.migrations)))
+        keep |= set(self.keys.running(self.mask(applied)))
+        keep |= {self.keys.running(mask)[-1] for mask in self.rollback_masks()}
+        keep.discard(None)
+        return keep  # type: ignore[return-value]
+
     def warm_rollbacks(self) -> dict[str, int]:
         """Store, for each app, the state with its latest migration unapplied: the post-migrate
         state of the most common rollback (one step back on an app), and the applied state of
@@ -274,30 +269,3 @@ class StatePlan:
 
 def _counts() -> dict[str, int]:
     return dict.fromkeys(("computed", "cached", "keyless", "uncacheable", "unwritten"), 0)
-
-
-def _keys_to_names(keys: Iterable[tuple[str, str]]) -> set[str]:
-    return {f"{app_label}.{model_name}" for app_label, model_name in keys}
-
-
-def _scope_before(migration, state: ProjectState) -> set[str] | None:
-    """Model names a migration may change, seen before it runs (None: any model)."""
-    scope = operations.migration_scope(migration)
-    if scope is None:
-        return None
-    return _keys_to_names(scope[0]) | _rename_referrers(migration, state)
-
-
-def _rename_referrers(migration, state: ProjectState) -> set[str]:
-    """Models that reference what a renaming operation names: renames repoint their fields.
-
-    Called before and after the migration runs, to see the references under both names. This
-    scans the fields rather than `state.relations`: resolving the relations would change how
-    later AlterFields order a model's fields (ProjectState.alter_field moves the field to the
-    end once relations exist), and so the column order of rebuilt tables.
-    """
-    scope = operations.migration_scope(migration)
-    found: set[tuple[str, str]] = set()
-    for key in scope[1] if scope else ():
-        found.update(compat.references(state, key))
-    return _keys_to_names(found)

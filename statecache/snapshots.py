@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import msgpack
 from django.db.migrations.state import ModelState, ProjectState
 
-from . import codec, origins
+from . import codec, conf, origins
 from .store import BLOB, MANIFEST, Store, object_hash
 
 logger = logging.getLogger("statecache")
@@ -309,6 +309,21 @@ class Snapshots:
         if resolved is None:
             return None
         return Snapshot(ref[0], dict(resolved[0]), resolved[1])
+
+
+_current: dict[tuple, Snapshots] = {}
+
+
+def current() -> Snapshots:
+    """One Snapshots per cache directory, signing key and umask, per process (it memoizes
+    resolved manifests): a long-lived process whose settings change gets a store that
+    follows them."""
+    config = conf.current()
+    setup = (str(conf.cache_dir()), config.signing_key, config.umask)
+    if setup not in _current:
+        directory, signing_key, umask = setup
+        _current[setup] = Snapshots(Store(directory, signing_key=signing_key, umask=umask))
+    return _current[setup]
 
 
 # Counters reach the cache directory when the process ends (a killed process loses its own).

@@ -259,7 +259,7 @@ def main() -> None:
     from django.db.migrations.executor import MigrationExecutor
     from django.db.models.signals import post_migrate, pre_migrate
 
-    from statecache import conf, replay
+    from statecache import conf, snapshots
 
     install_live_serializers()
     record: dict = {}
@@ -286,7 +286,7 @@ def main() -> None:
     for command in commands:
         record = {"command": command, "signals": {}, "returned": []}
         _live.clear()
-        stats = replay.snapshots().stats if conf.enabled() else None
+        stats = snapshots.current().stats if conf.enabled() else None
         before = (stats.hits, stats.misses) if stats else (0, 0)
         stdout = io.StringIO()
         error = None

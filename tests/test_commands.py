@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import replay
+from statecache import replay, snapshots
 from statecache.management.commands.statecache import parse_duration, parse_size
 from statecache.store import STORE_VERSION
 from tests.sharedcache import projects_fixture, scan  # noqa: F401 - fixture
@@ -99,7 +99,7 @@ def test_verify_passes_then_finds_a_wrong_state(warm):
 
 def test_prune_dry_run_then_unreachable(warm):
     before = scan(warm)
-    store = replay.snapshots().store
+    store = snapshots.current().store
     other = plan()
     # States of another graph: same models, keys no current graph produces.
     for n in range(3):
@@ -120,7 +120,7 @@ def test_prune_dry_run_then_unreachable(warm):
 
 
 def test_prune_older_than_removes_unused_states_and_their_objects(warm):
-    store = replay.snapshots().store
+    store = snapshots.current().store
     refs = list(store.iter_files("refs"))
     old = time.time() - 40 * 86400
     for path in refs[: len(refs) // 2]:
@@ -188,7 +188,7 @@ def test_settings_are_checked(monkeypatch, tmp_path):
 
 
 def test_prune_removes_a_damaged_blob_and_the_states_that_need_it(warm):
-    store = replay.snapshots().store
+    store = snapshots.current().store
     before = status()["states_covered"]
     blob = max(store.iter_files("objects"), key=lambda p: p.stat().st_size)  # a ModelState
     blob.write_bytes(blob.read_bytes()[:-1])
@@ -199,7 +199,7 @@ def test_prune_removes_a_damaged_blob_and_the_states_that_need_it(warm):
     found = scan(warm)
     assert found["bad"] == [] and found["refs"] == found["states"]
     assert status()["states_covered"] == before - report["refs_removed"]
-    replay.snapshots()._manifests.clear()
+    snapshots.current()._manifests.clear()
     assert ", 0 states computed" not in run("warm")
     assert status()["states_covered"] == before
     assert "0 different, 0 unreadable" in run("verify")

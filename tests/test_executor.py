@@ -12,7 +12,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
-from statecache import compat, replay
+from statecache import compat, snapshots
 from tests.harness import dump_state, schema
 
 
@@ -65,7 +65,7 @@ def test_the_graph_end_state_comes_from_the_cache(cache_dir, monkeypatch, connec
     expected = dump_state(MigrationLoader(connection).project_state())
     partial = dump_state(MigrationLoader(connection).project_state(("testapp", "0002_more")))
     enable(monkeypatch, True)
-    stats = replay.snapshots().stats
+    stats = snapshots.current().stats
     hits, misses = stats.hits, stats.misses
     assert dump_state(MigrationLoader(connection).project_state()) == expected
     assert (stats.hits, stats.misses) == (hits, misses + 1)
@@ -108,7 +108,7 @@ def test_a_second_identical_rollback_replays_nothing(databases, monkeypatch):
     enable(monkeypatch, True)
     migrate("default", "testapp", "0001")
     migrate("default")
-    stats = replay.snapshots().stats
+    stats = snapshots.current().stats
     before = served(stats)
     migrate("default", "testapp", "0001")
     assert_all_hits(stats, before, at_least=3)  # the applied state, the pre-state, the post
@@ -151,12 +151,12 @@ def test_verbose_migrate_explains_hits_and_renders(databases, monkeypatch):
 def test_a_corrupt_blob_is_a_miss_then_heals(databases, monkeypatch, caplog):
     enable(monkeypatch, True)
     call_command("statecache", "warm", verbosity=0, stdout=io.StringIO())
-    store = replay.snapshots().store
+    store = snapshots.current().store
     blobs = list(store.iter_files("objects"))
     for path in blobs:  # damage every object: whatever the rollback needs is broken
         data = path.read_bytes()
         path.write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
-    replay.snapshots()._manifests.clear()
+    snapshots.current()._manifests.clear()
     with caplog.at_level(logging.WARNING, logger="statecache"):
         migrate("default", "testapp", "0001")
     enable(monkeypatch, False)
@@ -166,8 +166,8 @@ def test_a_corrupt_blob_is_a_miss_then_heals(databases, monkeypatch, caplog):
     # Healed: the same rollback again finds everything it needs, valid, in the cache.
     enable(monkeypatch, True)
     migrate("default")
-    replay.snapshots()._manifests.clear()
-    stats = replay.snapshots().stats
+    snapshots.current()._manifests.clear()
+    stats = snapshots.current().stats
     before = served(stats)
     migrate("default", "testapp", "0001")
     assert_all_hits(stats, before, at_least=3)  # the applied state, the pre-state, the post
@@ -179,7 +179,7 @@ def test_an_unusable_cache_directory_never_stops_a_migration(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("STATECACHE_DIR", str(blocker / "cache"))
-    replay._snapshots.clear()
+    snapshots._current.clear()
     enable(monkeypatch, True)
     with caplog.at_level(logging.WARNING, logger="statecache"):
         migrate("default", "testapp", "0001")
@@ -251,7 +251,7 @@ def test_after_warm_one_step_back_and_forwards_again_replay_nothing(databases, m
     that migration finds its post-migrate state, and re-applying it its applied state."""
     enable(monkeypatch, True)
     call_command("statecache", "warm", database="default", stdout=io.StringIO())
-    stats = replay.snapshots().stats
+    stats = snapshots.current().stats
     before = served(stats)
     # sites comes before testapp in the plan: its post-migrate state is not a prefix.
     migrate("default", "sites", "0001_initial")

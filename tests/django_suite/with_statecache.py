@@ -27,7 +27,7 @@ def setup(*args, **kwargs) -> None:
     _setup(*args, **kwargs)
     from django.db.migrations.executor import MigrationExecutor
 
-    from statecache import conf, executor, replay
+    from statecache import conf, executor, snapshots
 
     hook = getattr(MigrationExecutor._create_project_state, "statecache_hook", None)
     if hook is not executor.create_project_state:
@@ -38,7 +38,7 @@ def setup(*args, **kwargs) -> None:
         print(f"statecache: on, cache in {conf.cache_dir()}", file=sys.stderr)
 
     def report() -> None:
-        stats = replay.snapshots().stats
+        stats = snapshots.current().stats
         print(
             f"statecache [{os.getpid()}]: {stats.hits} hits, {stats.misses} misses, "
             f"{stats.written} states written, {stats.uncacheable} uncacheable",

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from statecache import conf, coverage, maintenance, plans, replay, volatile
+from statecache import conf, coverage, maintenance, plans, replay, snapshots, volatile
 from statecache.store import STORE_VERSION
 
 SIZE_UNITS = {
@@ -309,7 +309,7 @@ class Command(BaseCommand):
             )
 
     def _exclusive(self, timeout: float):
-        store = replay.snapshots().store
+        store = snapshots.current().store
 
         def waiting() -> None:
             self.stderr.write(f"statecache: waiting up to {timeout:g}s for writers to finish")
@@ -335,12 +335,8 @@ class Command(BaseCommand):
         keep = None
         if unreachable:
             plan, executor = self._plan(database)
-            keep = set(plan.keys.running([True] * len(plan.migrations)))
-            applied = plans.applied_keys(executor.loader)
-            keep |= set(plan.keys.running(plan.mask(applied)))
-            keep |= {plan.keys.running(mask)[-1] for mask in plan.rollback_masks()}
-            keep.discard(None)
-        store = replay.snapshots().store
+            keep = plan.reachable_keys(plans.applied_keys(executor.loader))
+        store = snapshots.current().store
         if store.lstat(store.base) is None:
             report = maintenance.PruneReport()
         else:
@@ -348,7 +344,7 @@ class Command(BaseCommand):
             try:
                 with lock:
                     report = maintenance.prune(
-                        replay.snapshots(),
+                        snapshots.current(),
                         keep=keep,
                         older_than=older_than,
                         max_size=max_size,
@@ -377,7 +373,7 @@ class Command(BaseCommand):
         self.stdout.write(str(conf.cache_dir()))
 
     def do_clear(self, timeout: float, **_) -> None:
-        store = replay.snapshots().store
+        store = snapshots.current().store
         if store.lstat(store.base) is None:
             self.stdout.write("statecache: nothing to clear")
             return
