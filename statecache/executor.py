@@ -39,8 +39,11 @@ from .replay import StatePlan
 
 logger = logging.getLogger("statecache")
 
-# The state the running `migrate` call was handed (see `migrate`), for the backwards step.
-_incoming: ContextVar[ProjectState | None] = ContextVar("statecache_incoming", default=None)
+# The executor whose `migrate` call is running and the state it was handed (see `migrate`), for
+# its backwards step.
+_incoming: ContextVar[tuple[MigrationExecutor, ProjectState | None] | None] = ContextVar(
+    "statecache_incoming", default=None
+)
 
 
 class Reporter:
@@ -125,17 +128,18 @@ def migrate(
     """Django's `migrate`, remembering for the length of the call the state it was handed: a
     backwards run ignores it, but `migrate` hands the pre-migrate state with its rendered
     registry, which `migrate_all_backwards` turns into the post-migrate registry."""
-    token = _incoming.set(state)
+    token = _incoming.set((self, state))
     try:
         return original(self, targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial)
     finally:
         _incoming.reset(token)
 
 
-def _adopt_registry(reporter: Reporter, post) -> None:
-    incoming = _incoming.get()
-    if incoming is None:
+def _adopt_registry(executor: MigrationExecutor, reporter: Reporter, post) -> None:
+    running = _incoming.get()
+    if running is None or running[0] is not executor or running[1] is None:
         return
+    incoming = running[1]
     started = time.perf_counter()
     try:
         rerendered = registry.adopt(incoming, post.state)
@@ -261,5 +265,5 @@ def migrate_all_backwards(original, self: MigrationExecutor, plan, full_plan, fa
         states_plan.replay(post_state, 0, end, post_mask)
         return post_state
     reporter.say(f"post-migrate state: {_describe(post)}")
-    _adopt_registry(reporter, post)
+    _adopt_registry(self, reporter, post)
     return post.state
