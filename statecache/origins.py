@@ -101,6 +101,9 @@ class Index:
         self._fields_by_id: dict[int, tuple[Any, list[Origin]]] = {}
         # id(field) -> (field, whether its deconstruction rebuilds it): codec._unfaithful.
         self.faithful: dict[int, tuple[Any, bool]] = {}
+        # How many values this index has handed out: a decoded state that took none depends on
+        # its bytes alone (snapshots.Snapshots keeps such states decoded).
+        self.resolved = 0
         for migration, leaves in migrations:
             if leaves is None:
                 continue
@@ -156,6 +159,7 @@ class Index:
         self, origins: Any, expected_type: Any, by_origin: dict[Origin, Any] | None = None
     ) -> Any:
         """The one object that every origin names, checked to be of `expected_type`."""
+        self.resolved += 1
         by_origin = self._by_origin if by_origin is None else by_origin
         if not isinstance(origins, list) or not origins:
             raise Unresolved(f"malformed origins {origins!r}")

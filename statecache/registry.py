@@ -70,15 +70,22 @@ def _changed(source: ProjectState, target: ProjectState) -> list[ModelKey]:
 def _over(target: ProjectState, rendered, changed: list[ModelKey], limit: float) -> bool:
     """Whether re-rendering the changed models would pass `limit`, estimated on the pre-migrate
     registry before it is cloned and stopping as soon as it does: on a project connected through
-    a heavily referenced model the first changed model decides it."""
+    a heavily referenced model the first changed model decides it. A model that is gone is
+    counted by what is related to it: those of them that stay are re-rendered."""
     compat.give_registry(target, rendered)
     try:
         seen: set[ModelKey] = set()
         for key in changed:
             if key in target.models:
                 seen |= compat.reload_scope(target, key)
-                if len(seen) > limit:
-                    return True
+            else:
+                try:
+                    related = compat.related_recursive(rendered, key)
+                except LookupError:
+                    continue
+                seen |= {other for other in related if other in target.models}
+            if len(seen) > limit:
+                return True
         return False
     finally:
         compat.drop_registry(target)
@@ -93,6 +100,12 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
         return None
     share = max_share()
     registered = compat.registered_count(rendered)
+    # The models added or gone first: telling them costs a set difference, where comparing the
+    # others costs a deconstruction of every field of the project; on a project connected
+    # through a heavily referenced model one of them usually settles it.
+    added_or_gone = list(source.models.keys() ^ target.models.keys())
+    if share < 1 and _over(target, rendered, added_or_gone, share * registered):
+        return None
     changed = _changed(source, target)
     if share < 1 and _over(target, rendered, changed, share * registered):
         return None

@@ -11,12 +11,14 @@ models that really changed.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import weakref
 from dataclasses import asdict, dataclass
 
 import msgpack
 from django.db.migrations.state import ModelState, ProjectState
+from django.db.models import Field
 
 from . import codec, conf, origins
 from .store import BLOB, MANIFEST, Store, object_hash
@@ -24,6 +26,8 @@ from .store import BLOB, MANIFEST, Store, object_hash
 logger = logging.getLogger("statecache")
 
 MAX_DEPTH = 32
+# Decoded models kept per process (Snapshots._decoded): far more than the models of a project.
+MAX_DECODED = 20_000
 Entries = dict[str, bytes]  # "app_label.model_name" -> blob hash, in model order
 
 
@@ -68,6 +72,8 @@ class Snapshots:
         self.stats = Stats()
         self._flushed = Stats()
         self._manifests: dict[bytes, tuple[Entries, int]] = {}
+        # blob hash -> its decoded ModelState, for blobs that take nothing by origin (_decode).
+        self._decoded: dict[bytes, ModelState] = {}
         self.failure: Failure | None = None
         # Every model that could not be encoded, with the first reason seen (for reports).
         self.uncacheable_models: dict[str, str] = {}
@@ -266,11 +272,10 @@ class Snapshots:
             return None
         models = {}
         for name, blob in resolved[0].items():
-            data = self.store.get_object(blob, BLOB)
-            if data is None:
-                return None
             try:
-                model_state = codec.decode_model_state(data, index=index)
+                model_state = self._decode(blob, index)
+                if model_state is None:
+                    return None
             except origins.Unresolved as exc:
                 self.store.warn_once(
                     "origin",
@@ -300,6 +305,32 @@ class Snapshots:
         self.store.touch_ref(key)
         return ProjectState(models=models, real_apps=set(real_apps)), cost
 
+    def _decode(self, blob: bytes, index: origins.Index | None) -> ModelState | None:
+        """The ModelState in `blob` (None if the store does not have it), decoded once per
+        process: a migrate loads two or three states that share nearly every model.
+
+        Each call returns its own copy, made as Django's `ModelState.clone()` makes one, with
+        every field copied too (`_copy_field`): Django's state operations change the fields of
+        a state in place (`ProjectState.rename_field` repoints `to_fields` and
+        `remote_field.field_name`), and a later load must not see that. A blob that takes
+        values by origin is decoded every time: those values are the loaded migrations' own
+        objects, checked against the bytes at each decode."""
+        kept = self._decoded.get(blob)
+        if kept is None:
+            data = self.store.get_object(blob, BLOB)
+            if data is None:
+                return None
+            before = index.resolved if index is not None else 0
+            decoded = codec.decode_model_state(data, index=index)
+            if index is not None and index.resolved != before:
+                return decoded
+            if len(self._decoded) >= MAX_DECODED:
+                self._decoded.clear()
+            kept = self._decoded[blob] = decoded
+        state = kept.clone()
+        state.fields = {name: _copy_field(field) for name, field in kept.fields.items()}
+        return state
+
     def snapshot_of(self, key: bytes) -> Snapshot | None:
         """The manifest behind a key, to base deltas on without decoding the models."""
         ref = self.store.get_ref(key)
@@ -309,6 +340,16 @@ class Snapshots:
         if resolved is None:
             return None
         return Snapshot(ref[0], dict(resolved[0]), resolved[1])
+
+
+def _copy_field(field: Field) -> Field:
+    """A copy of a decoded field that shares nothing Django's state operations change in
+    place: Django's own `Field.__deepcopy__` where the class keeps it (it copies the field and
+    its remote field), else `Field.clone()`, the deconstruction the field was decoded from."""
+    cls = type(field)
+    if cls.__deepcopy__ is Field.__deepcopy__ and cls.__reduce__ is Field.__reduce__:
+        return copy.deepcopy(field)
+    return field.clone()
 
 
 _current: dict[tuple, Snapshots] = {}

@@ -184,3 +184,25 @@ def test_sets_give_no_ordinals():
     leaves = origins.Leaves()
     codec.fingerprint_bytes([{object()}, object()], leaves=leaves)
     assert leaves.reasons == [origins.NO_ENCODING]  # the one outside the set only
+
+
+def test_a_state_taking_values_by_origin_is_decoded_at_every_load(tmp_path):
+    """The cache keeps decoded models for the process, except those taking values by origin:
+    each load takes the operations' own objects as they are now (a field changed since is a
+    miss), never a copy kept from an earlier load."""
+    from django.db.migrations.state import ProjectState
+
+    from statecache.snapshots import Snapshots
+    from statecache.store import Store
+
+    m = migration()
+    index, model_state = plan_of(m)
+    snapshots = Snapshots(Store(tmp_path))
+    key = b"k" * 16
+    assert snapshots.save(key, ProjectState({("wildapp", "thing"): model_state}), index=index)
+    live = dict(m.operations[0].fields)
+    for _ in range(2):
+        loaded, _ = snapshots.load(key, set(), index=index)
+        assert loaded.models["wildapp", "thing"].fields["slug"] is live["slug"]
+    live["slug"].max_length = 6  # as Django's RenameField changes fields in place
+    assert snapshots.load(key, set(), index=index) is None

@@ -5,6 +5,8 @@ import os
 
 import msgpack
 import pytest
+from django.db import models
+from django.db.migrations.state import ModelState, ProjectState
 
 from statecache import codec
 from statecache import store as store_module
@@ -250,3 +252,49 @@ def test_a_forked_child_locks_through_its_own_file_description(tmp_path):
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
+
+
+def _referenced_by_to_field() -> ProjectState:
+    """A model whose unique field another model's foreign key targets by name (to_field)."""
+    state = ProjectState()
+    state.add_model(
+        ModelState(
+            "shop",
+            "Product",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("code", models.CharField(max_length=10, unique=True)),
+            ],
+        )
+    )
+    state.add_model(
+        ModelState(
+            "shop",
+            "Line",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("product", models.ForeignKey("shop.Product", models.CASCADE, to_field="code")),
+            ],
+        )
+    )
+    return state
+
+
+def test_each_load_gets_fields_of_its_own(tmp_path):
+    """Decoded models are kept for the process, but Django's state operations change fields in
+    place (ProjectState.rename_field repoints the foreign keys that name the renamed field):
+    what one loaded state undergoes, the next load of the same entry never shows."""
+    original = _referenced_by_to_field()
+    codec.allow({codec.ref_of(models.CASCADE)})  # as fingerprinting a migration using it does
+    snapshots = Snapshots(Store(tmp_path))
+    key = b"k" * 16
+    assert snapshots.save(key, original) is not None
+    first, _ = snapshots.load(key, set())
+    first.rename_field("shop", "product", "code", "sku")
+    renamed = first.models["shop", "line"].fields["product"]
+    assert list(renamed.to_fields) == ["sku"] and renamed.remote_field.field_name == "sku"
+    second, _ = snapshots.load(key, set())
+    assert second == original
+    field = second.models["shop", "line"].fields["product"]
+    assert list(field.to_fields) == ["code"] and field.remote_field.field_name == "code"
+    assert field.remote_field.field is field
