@@ -12,7 +12,7 @@ class StatecacheConfig(AppConfig):
     verbose_name = "statecache"
 
     def ready(self) -> None:
-        from . import checks, compat, executor, loader  # noqa: F401 - checks register
+        from . import checks, compat, executor, graph, loader  # noqa: F401 - checks register
 
         hooks = {
             "migrate": executor.migrate,
@@ -20,6 +20,8 @@ class StatecacheConfig(AppConfig):
             "migrate_all_forwards": executor.migrate_all_forwards,
             "migrate_all_backwards": executor.migrate_all_backwards,
             "project_state": loader.project_state,
+            "build_graph": graph.build_graph,
+            "root_nodes": graph.root_nodes,
         }
         if not compat.install(hooks):
             # Said once, by the system check (statecache.W004), when the flag is on.

@@ -4,14 +4,16 @@ Everything else in statecache calls the named functions here, never a private Dj
 (tests/test_seam.py greps for them). They are the same on every supported Django; a new
 Django release is refused (`is_supported`) until they have been checked against it.
 
-The hooks. statecache replaces four methods of `MigrationExecutor` and one of
-`MigrationLoader`, whose signatures and meaning are the same on every supported Django:
+The hooks. statecache replaces four methods of `MigrationExecutor`, two of `MigrationLoader`
+and one of `MigrationGraph`, whose signatures and meaning are the same on every supported
+Django:
 
 - `MigrationExecutor.migrate(self, targets, plan=None, state=None, fake=False, fake_initial=False)`
 - `MigrationExecutor._create_project_state(self, with_applied_migrations=False)`
 - `MigrationExecutor._migrate_all_forwards(self, state, plan, full_plan, fake, fake_initial)`
 - `MigrationExecutor._migrate_all_backwards(self, plan, full_plan, fake)`
 - `MigrationLoader.project_state(self, nodes=None, at_end=True)`
+- `MigrationLoader.build_graph(self)` and `MigrationGraph.root_nodes(self, app=None)` (graph.py)
 
 `install(hooks)` is given the replacements by statecache's own names (`HOOKED`); each is called
 as `hook(original, self, *args)` with Django's original method, so nothing imports back into
@@ -36,6 +38,7 @@ import django
 from django.db import models
 from django.db.migrations import operations as ops
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import (
     AppConfigStub,
@@ -60,6 +63,8 @@ HOOKED: dict[str, tuple[type, str]] = {
     "migrate_all_forwards": (MigrationExecutor, "_migrate_all_forwards"),
     "migrate_all_backwards": (MigrationExecutor, "_migrate_all_backwards"),
     "project_state": (MigrationLoader, "project_state"),
+    "build_graph": (MigrationLoader, "build_graph"),
+    "root_nodes": (MigrationGraph, "root_nodes"),
 }
 
 _originals: dict[str, Callable] = {}
