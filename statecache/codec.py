@@ -30,7 +30,8 @@ import sys
 import types
 import uuid
 import zoneinfo
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
 
 import msgpack
 from django.conf import SettingsReference
@@ -119,7 +120,7 @@ def is_allowed(path: str) -> bool:
     return path in _allowed or _django_own(path)
 
 
-# Extension type codes.
+# Extension type codes: the byte layout, each code written and read by one handler (below).
 TUPLE = 1
 SET = 2
 FROZENSET = 3
@@ -202,41 +203,9 @@ def resolve_ref(path: str) -> Any:
     return obj
 
 
-def _tz_payload(tz: datetime.tzinfo | None) -> Any:
-    if tz is None:
-        return None
-    if tz is datetime.timezone.utc:
-        return ["utc"]
-    if type(tz) is datetime.timezone:
-        offset = tz.utcoffset(None)
-        return ["fixed", offset.days, offset.seconds, offset.microseconds, tz.tzname(None)]
-    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key:
-        return ["zone", tz.key]
-    raise Uncacheable(f"time zone {tz!r}")
-
-
-def _clock(value: datetime.datetime | datetime.time) -> list:
-    """The time-of-day part of a datetime or time, as decoding expects it."""
-    fields = [value.hour, value.minute, value.second, value.microsecond, value.fold]
-    return [*fields, _tz_payload(value.tzinfo)]
-
-
-def _tz_value(payload: Any) -> datetime.tzinfo | None:
-    if payload is None:
-        return None
-    kind = payload[0]
-    if kind == "utc":
-        return datetime.timezone.utc
-    if kind == "fixed":
-        _, days, seconds, micro, name = payload
-        return datetime.timezone(datetime.timedelta(days, seconds, micro), name)
-    if kind == "zone":
-        return zoneinfo.ZoneInfo(payload[1])
-    raise ValueError(f"unknown time zone payload {payload!r}")
-
-
 class Encoder:
-    """Turns values into msgpack bytes.
+    """Turns values into msgpack bytes: what msgpack cannot pack itself goes to the handler of
+    its kind (`_exact`, the table below).
 
     `fingerprint=True` is for hashing migrations, not for decoding: operations are accepted and
     callables that cannot be imported (lambdas in RunPython) are named rather than refused.
@@ -267,12 +236,6 @@ class Encoder:
         # met there cannot be given an ordinal (they are hashed, never taken by origin).
         self._in_set = 0
 
-    def _path(self, obj: Any) -> str:
-        path = ref_of(obj)
-        if self.refs is not None:
-            self.refs.add(path)
-        return path
-
     def pack(self, value: Any) -> bytes:
         try:
             return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
@@ -281,106 +244,16 @@ class Encoder:
         except (OverflowError, TypeError, ValueError, RecursionError) as exc:
             raise Uncacheable(f"cannot encode {value!r}: {exc}")
 
-    def _ext(self, code: int, payload: Any) -> Any:
-        if self.fingerprint:
-            # Hashed, never decoded: a tagged list is unambiguous (no migration holds an
-            # ExtType) and saves packing every nested value separately.
-            return [msgpack.ExtType(code, b""), payload]
-        return msgpack.ExtType(code, self.pack(payload))
-
-    def _leaf(self, obj: Any, reason: str, marker: Any) -> Any:
-        """Fingerprinting: what is hashed for a value taken by origin (its kind and a stable
-        marker, never the value), recording the value as a leaf of the migration."""
-        if self.leaves is not None and not self._in_set:
-            self.leaves.add(obj, reason)
-        else:
-            reason = "unrecorded " + reason
-        return self._ext(ORIGIN, [reason, marker])
-
-    def _origin(self, obj: Any) -> Any:
-        """Encoding a state: `obj` as its origin, if it is a leaf of the loaded migrations."""
-        found = self.index.origins_of(obj) if self.index is not None else None
-        if found is None:
-            return None
-        return self._ext(ORIGIN, [[list(o) for o in found], origins.type_name(obj)])
-
-    def _class(self, cls: type) -> Any:
-        """A class by import path; if it has none (made by a factory), by origin."""
-        try:
-            return self._path(cls)
-        except Uncacheable:
-            if self.fingerprint:
-                bases = [origins.path_of(base) for base in cls.__mro__[1:]]
-                return self._leaf(cls, origins.NOT_IMPORTABLE, [origins.path_of(cls), bases])
-            found = self._origin(cls)
-            if found is None:
-                raise
-            return found
-
-    def _volatile_by_origin(self, field: models.Field, kwargs: dict) -> dict:
-        """Encoding a state: the field's volatile arguments as their origin. A volatile value
-        anywhere else (a copy of the field) cannot be written: it would be this writer's."""
-        names = self.index.volatile_names(field)
-        if not names and not self.index.has_volatile:
-            return kwargs
-        result = {}
-        for name, value in kwargs.items():
-            if name in names:
-                found = self._origin(value)
-                if found is None:
-                    raise Uncacheable(f"{field!r}: {name} has no origin here")
-                result[name] = found
-            elif self.index.is_volatile(value):
-                raise Uncacheable(f"{field!r}: {name} is a value computed at import time")
-            else:
-                result[name] = value
-        return result
-
-    def _field_class(self, cls: type, path: str) -> Any:
-        """A field's class by import path. A class made by a factory, whose deconstruction
-        names that factory (django-cryptography's `encrypt(CharField(...))`), by the factory:
-        decoding calls it with the deconstruction's arguments, as loading the migration does
-        (verify() then checks that this gives the same class and deconstruction). Otherwise
-        by origin (_class)."""
-        try:
-            return self._path(cls)
-        except Uncacheable:
-            pass
-        module, _, name = path.rpartition(".")
-        factory = getattr(sys.modules.get(module), name, None)  # imports nothing
-        if callable(factory) and not isinstance(factory, type):
-            try:
-                return self._path(factory)
-            except Uncacheable:
-                pass
-        return self._class(cls)
-
-    def _ref(self, obj: Any) -> msgpack.ExtType:
-        try:
-            return self._ext(REF, self._path(obj))
-        except Uncacheable:
-            if not self.fingerprint:
-                raise
-            name = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
-            deconstruct = getattr(obj, "deconstruct", None)
-            if callable(deconstruct):  # models.SET(value) returns such a closure
-                try:
-                    return self._leaf(obj, origins.NOT_IMPORTABLE, [name, deconstruct()])
-                except Exception:
-                    pass
-            code = getattr(obj, "__code__", None)
-            body = code.co_code if code is not None else b""
-            return self._leaf(obj, origins.NOT_IMPORTABLE, [name, body])
-
     def _default(self, obj: Any) -> Any:
+        """msgpack's hook for what it cannot pack: by origin, as a leaf, or exactly."""
         if self.fingerprint:
             if type(obj) in VOLATILE:
-                return self._leaf(obj, origins.IMPORT_TIME, origins.type_name(obj))
+                return self.leaf(obj, origins.IMPORT_TIME, origins.type_name(obj))
             try:
                 return self._exact(obj)
             except Uncacheable:
-                return self._leaf(obj, origins.NO_ENCODING, origins.type_name(obj))
-        found = self._origin(obj)
+                return self.leaf(obj, origins.NO_ENCODING, origins.type_name(obj))
+        found = self.origin(obj)
         if found is not None:
             return found
         if self.index is not None and type(obj) in VOLATILE:
@@ -388,108 +261,94 @@ class Encoder:
             raise Uncacheable(f"{obj!r} is not an operation argument")
         return self._exact(obj)
 
-    def _exact(self, obj: Any) -> Any:  # noqa: C901 - one dispatch table
+    def _exact(self, obj: Any) -> Any:
+        """`obj` written by the handler of its kind (the table below)."""
         t = type(obj)
-        if t is int:  # beyond msgpack's 64 bits
-            return self._ext(BIGINT, str(obj))
-        if t is tuple:
-            return self._ext(TUPLE, list(obj))
-        if t is set or t is frozenset:
-            self._in_set += 1
-            try:
-                items = sorted(self.pack(item) for item in obj)
-            finally:
-                self._in_set -= 1
-            return msgpack.ExtType(
-                SET if t is set else FROZENSET,
-                msgpack.packb([msgpack.ExtType(0, i) for i in items], use_bin_type=True),
-            )
-        if t is SettingsReference:
-            return self._ext(SETTINGSREF, [str(obj), obj.setting_name])
-        if isinstance(obj, enum.Enum):
-            return self._ext(ENUM, [self._path(t), obj.value])
-        if isinstance(obj, Promise):
-            _, (func, args, kwargs, *resultclasses) = obj.__reduce__()
-            return self._ext(
-                LAZY, [self._ref(func), args, kwargs, [self._path(c) for c in resultclasses]]
-            )
-        if t is decimal.Decimal:
-            return self._ext(DECIMAL, str(obj))
-        if t is datetime.datetime:
-            return self._ext(DATETIME, [obj.year, obj.month, obj.day, *_clock(obj)])
-        if t is datetime.date:
-            return self._ext(DATE, [obj.year, obj.month, obj.day])
-        if t is datetime.time:
-            return self._ext(TIME, _clock(obj))
-        if t is datetime.timedelta:
-            return self._ext(TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
-        if t is uuid.UUID:
-            return self._ext(UUID, obj.bytes)
-        if t is re.Pattern:
-            return self._ext(REGEX, [obj.pattern, obj.flags])
-        if isinstance(obj, pathlib.PurePath):
-            return self._ext(PATH, [self._path(t), str(obj)])
-        if isinstance(obj, functools.partial):
-            return self._ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
-        if isinstance(obj, models.Field):
-            _, path, args, kwargs = obj.deconstruct()
-            if self.fingerprint and self.leaves is not None and not self._in_set:
-                names = self.volatile.get(len(self.leaves.fields), set()) & kwargs.keys()
-                self.leaves.fields.append(obj)
-                if names:
-                    self.leaves.volatile[len(self.leaves.fields) - 1] = names
-                    kwargs = {
-                        name: self._leaf(value, origins.IMPORT_TIME, origins.type_name(value))
-                        if name in names
-                        else value
-                        for name, value in kwargs.items()
-                    }
-            elif self.index is not None:
-                kwargs = self._volatile_by_origin(obj, kwargs)
-            if self.fields_by_origin:
-                found = self.index.field_origins_of(obj)
-                # A field with volatile arguments too: a copy would hold them outside it.
-                by_origin = self.index.volatile_names(obj) or _unfaithful(obj, self.index)
-                if found is not None and by_origin:
-                    where = [list(o) for o in found]
-                    payload = [where, origins.type_name(obj), path, list(args), kwargs]
-                    return self._ext(FIELD_ORIGIN, payload)
-            return self._ext(FIELD, [self._field_class(t, path), list(args), kwargs])
-        if isinstance(obj, BaseManager):
-            try:
-                as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
-            except ValueError as exc:
-                raise Uncacheable(str(exc))
-            if self.refs is not None:
-                self.refs.update(p for p in (manager_path, qs_path) if p)
-            return self._ext(
-                MANAGER, [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
-            )
-        if self.fingerprint and hasattr(obj, "state_forwards"):
-            constructed = compat.constructor_args(obj)
-            if constructed is not None:
-                args, kwargs = constructed
-                return self._ext(OPERATION, [self._class(t), list(args), kwargs])
-        if isinstance(
-            obj,
-            (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType),
-        ):
-            return self._ref(obj)
-        deconstruct = getattr(obj, "deconstruct", None)
-        if deconstruct is not None:
-            try:
-                result = deconstruct()
-            except Exception as exc:
-                raise Uncacheable(f"{obj!r}.deconstruct() failed: {exc}")
-            if not (isinstance(result, tuple) and len(result) == 3):
-                raise Uncacheable(f"{obj!r}.deconstruct() is not (path, args, kwargs)")
-            _, args, kwargs = result
-            payload = [self._class(t), list(args), dict(kwargs)]
-            if self.fingerprint and t.__eq__ is object.__eq__:
-                # A decoded copy would never equal it: the state needs the object itself.
-                return self._leaf(obj, origins.NO_EQUALITY, payload)
-            return self._ext(DECONSTRUCTED, payload)
+        handler = _BY_TYPE.get(t)
+        if handler is not None:
+            return handler.encode(self, obj)
+        for handler in _BY_KIND:
+            if handler.accepts(self, obj):
+                return handler.encode(self, obj)
         raise Uncacheable(f"no exact encoding for {t.__qualname__} value {obj!r}")
+
+    # -- what handlers write with --------------------------------------------------------------
+
+    def ext(self, code: int, payload: Any) -> Any:
+        if self.fingerprint:
+            # Hashed, never decoded: a tagged list is unambiguous (no migration holds an
+            # ExtType) and saves packing every nested value separately.
+            return [msgpack.ExtType(code, b""), payload]
+        return msgpack.ExtType(code, self.pack(payload))
+
+    def pack_unordered(self, items: Iterable[Any]) -> list[bytes]:
+        """The items packed one by one and sorted: one encoding whatever their order. None of
+        the values met there is recorded as a leaf (see `recording`)."""
+        self._in_set += 1
+        try:
+            return sorted(self.pack(item) for item in items)
+        finally:
+            self._in_set -= 1
+
+    @property
+    def recording(self) -> bool:
+        """Whether values met now are recorded as leaves: not inside a set, whose elements
+        have no stable order, hence no ordinal."""
+        return self.leaves is not None and not self._in_set
+
+    def path(self, obj: Any) -> str:
+        path = ref_of(obj)
+        if self.refs is not None:
+            self.refs.add(path)
+        return path
+
+    def leaf(self, obj: Any, reason: str, marker: Any) -> Any:
+        """Fingerprinting: what is hashed for a value taken by origin (its kind and a stable
+        marker, never the value), recording the value as a leaf of the migration."""
+        if self.recording:
+            self.leaves.add(obj, reason)
+        else:
+            reason = "unrecorded " + reason
+        return self.ext(ORIGIN, [reason, marker])
+
+    def origin(self, obj: Any) -> Any:
+        """Encoding a state: `obj` as its origin, if it is a leaf of the loaded migrations."""
+        found = self.index.origins_of(obj) if self.index is not None else None
+        if found is None:
+            return None
+        return self.ext(ORIGIN, [[list(o) for o in found], origins.type_name(obj)])
+
+    def class_ref(self, cls: type) -> Any:
+        """A class by import path; if it has none (made by a factory), by origin."""
+        try:
+            return self.path(cls)
+        except Uncacheable:
+            if self.fingerprint:
+                bases = [origins.path_of(base) for base in cls.__mro__[1:]]
+                return self.leaf(cls, origins.NOT_IMPORTABLE, [origins.path_of(cls), bases])
+            found = self.origin(cls)
+            if found is None:
+                raise
+            return found
+
+    def ref(self, obj: Any) -> Any:
+        """A class or function by import path; fingerprinting, one that has none (a lambda, a
+        closure) as a leaf."""
+        try:
+            return self.ext(REF, self.path(obj))
+        except Uncacheable:
+            if not self.fingerprint:
+                raise
+            name = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
+            deconstruct = getattr(obj, "deconstruct", None)
+            if callable(deconstruct):  # models.SET(value) returns such a closure
+                try:
+                    return self.leaf(obj, origins.NOT_IMPORTABLE, [name, deconstruct()])
+                except Exception:
+                    pass
+            code = getattr(obj, "__code__", None)
+            body = code.co_code if code is not None else b""
+            return self.leaf(obj, origins.NOT_IMPORTABLE, [name, body])
 
 
 class _Decoder:
@@ -504,7 +363,17 @@ class _Decoder:
             data, ext_hook=self.hook, raw=False, strict_map_key=False, use_list=True
         )
 
+    def hook(self, code: int, data: bytes) -> Any:
+        payload = self.unpack(data)
+        handler = _BY_CODE.get(code)
+        if handler is None:
+            raise ValueError(f"unknown extension type {code}")
+        return handler.decode(self, payload)
+
+    # -- what handlers read with ---------------------------------------------------------------
+
     def resolve(self, path: Any) -> Any:
+        """What an import path names; the only way decoding imports anything."""
         if not isinstance(path, str):
             raise ValueError(f"import path {path!r} is not a string")
         if not self.trusted and not is_allowed(path):
@@ -518,73 +387,542 @@ class _Decoder:
             cls = self.resolve(cls)
         return cls(*args, **kwargs)
 
-    def hook(self, code: int, data: bytes) -> Any:  # noqa: C901 - one dispatch table
-        if code == 0:  # an element of a sorted set, packed on its own
-            return self.unpack(data)
-        payload = self.unpack(data)
-        if code == TUPLE:
-            return tuple(payload)
-        if code == SET:
-            return set(payload)
-        if code == FROZENSET:
-            return frozenset(payload)
-        if code == DECIMAL:
-            return decimal.Decimal(payload)
-        if code == BIGINT:
-            return int(payload)
-        if code == DATETIME:
-            *parts, fold, tz = payload
-            return datetime.datetime(*parts, tzinfo=_tz_value(tz), fold=fold)
-        if code == DATE:
-            return datetime.date(*payload)
-        if code == TIME:
-            *parts, fold, tz = payload
-            return datetime.time(*parts, tzinfo=_tz_value(tz), fold=fold)
-        if code == TIMEDELTA:
-            return datetime.timedelta(*payload)
-        if code == UUID:
-            return uuid.UUID(bytes=payload)
-        if code == ENUM:
-            return self.resolve(payload[0])(payload[1])
-        if code == REGEX:
-            return re.compile(payload[0], payload[1])
-        if code == LAZY:
-            func, args, kwargs, resultclasses = payload
-            return lazy(func, *[self.resolve(c) for c in resultclasses])(*args, **kwargs)
-        if code == SETTINGSREF:
-            return SettingsReference(payload[0], payload[1])
-        if code == REF:
-            return self.resolve(payload)
-        if code == PARTIAL:
-            func, args, keywords = payload
-            return Partial(func, *args, **keywords)
-        if code in (DECONSTRUCTED, FIELD):
-            cls, args, kwargs = payload
-            return self.construct(cls, args, kwargs)
-        if code == FIELD_ORIGIN:
-            if self.index is None:
-                raise origins.Unresolved("no loaded migrations to take it from")
-            found, expected, path, args, kwargs = payload
-            live = self.index.resolve_field(found, expected)
-            # The operation's own field, unless something has changed it since (Django's
-            # RenameField mutates the fields that point at the renamed one): a miss.
-            if not _same(list(live.deconstruct()[1:]), [path, args, kwargs]):
-                raise origins.Unresolved(f"{found[0]!r} has another deconstruction here")
-            return live
-        if code == ORIGIN:
-            if self.index is None:
-                raise origins.Unresolved("no loaded migrations to take it from")
-            found, expected = payload
-            return self.index.resolve(found, expected)
-        if code == MANAGER:
-            as_manager, manager_path, qs_path, args, kwargs = payload
-            # Exactly what ModelState.construct_managers does with a deconstruction.
-            if as_manager:
-                return self.resolve(qs_path).as_manager()
-            return self.resolve(manager_path)(*args, **kwargs)
-        if code == PATH:
-            return self.resolve(payload[0])(payload[1])
-        raise ValueError(f"unknown extension type {code}")
+    def loaded(self) -> origins.Index:
+        """The loaded migrations, which values by origin are taken from."""
+        if self.index is None:
+            raise origins.Unresolved("no loaded migrations to take it from")
+        return self.index
+
+
+# -- the handlers --------------------------------------------------------------------------------
+#
+# One handler per kind of value: the extension code it is written under, the values it takes,
+# and both directions side by side. Adding a kind is adding a handler (and its code above).
+
+
+class Handler:
+    """How one kind of value is written (`encode`: what msgpack packs in its place, usually
+    `encoder.ext(self.code, payload)`) and read back (`decode`: from that payload, unpacked).
+
+    A value goes to the handler registered for its exact type (`exact`, matched by `type(obj)
+    is`, as msgpack's strict types match what it packs itself: a subclass is not taken), else
+    to the first handler, in registration order, that `accepts` it (by default: an instance of
+    one of its `kinds`). A handler with neither only decodes: another writes its code."""
+
+    code: ClassVar[int]
+    exact: ClassVar[tuple[type, ...]] = ()
+    kinds: ClassVar[tuple[type, ...]] = ()
+
+    def accepts(self, encoder: Encoder, obj: Any) -> bool:
+        return isinstance(obj, self.kinds)
+
+    def encode(self, encoder: Encoder, obj: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} only decodes")
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        # Written only to be hashed (OPERATION): never in a cached state.
+        raise ValueError(f"unknown extension type {self.code}")
+
+
+_BY_TYPE: dict[type, Handler] = {}  # exact type -> its handler
+_BY_KIND: list[Handler] = []  # handlers that accept by kind, in the order they are tried
+_BY_CODE: dict[int, Handler] = {}  # extension code -> the handler that decodes it
+
+_H = TypeVar("_H", bound=type[Handler])
+
+
+def handler(cls: _H) -> _H:
+    """Register a handler (one per extension code).
+
+    Exact types are looked up first; the handlers by kind are then tried in the order they are
+    registered, which matters where kinds overlap: a field, a manager or a deconstructible
+    class also has a `deconstruct`, and must be taken before _Deconstructed takes anything
+    that has one. Looking exact types up first gives what trying every handler in order would
+    only while no handler by kind registered before an exact type can take its values: checked
+    here (what a handler's own `accepts` takes cannot be, so no exact type may follow one)."""
+    instance = cls()
+    if cls.code in _BY_CODE:
+        raise RuntimeError(f"extension code {cls.code} is taken by {_BY_CODE[cls.code]!r}")
+    _BY_CODE[cls.code] = instance
+    for t in cls.exact:
+        if t in _BY_TYPE or any(_may_take(h, t) for h in _BY_KIND):
+            raise RuntimeError(f"{t.__qualname__} values may be taken before {cls.__name__}")
+        _BY_TYPE[t] = instance
+    if cls.kinds or cls.accepts is not Handler.accepts:
+        _BY_KIND.append(instance)
+    return cls
+
+
+def _may_take(earlier: Handler, t: type) -> bool:
+    return type(earlier).accepts is not Handler.accepts or issubclass(t, earlier.kinds)
+
+
+@handler
+class _SetElement(Handler):
+    """An element of a set, packed on its own (SET, FROZENSET)."""
+
+    code = 0
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        return payload
+
+
+@handler
+class _BigInt(Handler):
+    """An int beyond msgpack's 64 bits (msgpack packs the others itself)."""
+
+    code = BIGINT
+    exact = (int,)
+
+    def encode(self, encoder: Encoder, obj: int) -> Any:
+        return encoder.ext(BIGINT, str(obj))
+
+    def decode(self, decoder: _Decoder, payload: Any) -> int:
+        return int(payload)
+
+
+@handler
+class _Tuple(Handler):
+    code = TUPLE
+    exact = (tuple,)
+
+    def encode(self, encoder: Encoder, obj: tuple) -> Any:
+        return encoder.ext(TUPLE, list(obj))
+
+    def decode(self, decoder: _Decoder, payload: Any) -> tuple:
+        return tuple(payload)
+
+
+class _AnySet(Handler):
+    """Sets are written in a canonical order, their elements sorted by their bytes, so that
+    equal states have equal bytes (and fingerprints). Always as an ExtType, fingerprinting
+    too: the elements are packed separately anyway."""
+
+    def encode(self, encoder: Encoder, obj: set | frozenset) -> Any:
+        items = encoder.pack_unordered(obj)
+        return msgpack.ExtType(
+            self.code,
+            msgpack.packb([msgpack.ExtType(_SetElement.code, i) for i in items], use_bin_type=True),
+        )
+
+
+@handler
+class _Set(_AnySet):
+    code = SET
+    exact = (set,)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> set:
+        return set(payload)
+
+
+@handler
+class _FrozenSet(_AnySet):
+    code = FROZENSET
+    exact = (frozenset,)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> frozenset:
+        return frozenset(payload)
+
+
+@handler
+class _SettingsReference(Handler):
+    """A swappable model's name and its setting (`AUTH_USER_MODEL`)."""
+
+    code = SETTINGSREF
+    exact = (SettingsReference,)
+
+    def encode(self, encoder: Encoder, obj: SettingsReference) -> Any:
+        return encoder.ext(SETTINGSREF, [str(obj), obj.setting_name])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> SettingsReference:
+        return SettingsReference(payload[0], payload[1])
+
+
+@handler
+class _Enum(Handler):
+    code = ENUM
+    kinds = (enum.Enum,)
+
+    def encode(self, encoder: Encoder, obj: enum.Enum) -> Any:
+        return encoder.ext(ENUM, [encoder.path(type(obj)), obj.value])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> enum.Enum:
+        return decoder.resolve(payload[0])(payload[1])
+
+
+@handler
+class _Lazy(Handler):
+    """A lazy object (gettext_lazy): the function, its arguments and the result classes."""
+
+    code = LAZY
+    kinds = (Promise,)
+
+    def encode(self, encoder: Encoder, obj: Promise) -> Any:
+        _, (func, args, kwargs, *resultclasses) = obj.__reduce__()
+        payload = [encoder.ref(func), args, kwargs, [encoder.path(c) for c in resultclasses]]
+        return encoder.ext(LAZY, payload)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        func, args, kwargs, resultclasses = payload
+        return lazy(func, *[decoder.resolve(c) for c in resultclasses])(*args, **kwargs)
+
+
+@handler
+class _Decimal(Handler):
+    code = DECIMAL
+    exact = (decimal.Decimal,)
+
+    def encode(self, encoder: Encoder, obj: decimal.Decimal) -> Any:
+        return encoder.ext(DECIMAL, str(obj))
+
+    def decode(self, decoder: _Decoder, payload: Any) -> decimal.Decimal:
+        return decimal.Decimal(payload)
+
+
+def _tz_payload(tz: datetime.tzinfo | None) -> Any:
+    if tz is None:
+        return None
+    if tz is datetime.timezone.utc:
+        return ["utc"]
+    if type(tz) is datetime.timezone:
+        offset = tz.utcoffset(None)
+        return ["fixed", offset.days, offset.seconds, offset.microseconds, tz.tzname(None)]
+    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key:
+        return ["zone", tz.key]
+    raise Uncacheable(f"time zone {tz!r}")
+
+
+def _tz_value(payload: Any) -> datetime.tzinfo | None:
+    if payload is None:
+        return None
+    kind = payload[0]
+    if kind == "utc":
+        return datetime.timezone.utc
+    if kind == "fixed":
+        _, days, seconds, micro, name = payload
+        return datetime.timezone(datetime.timedelta(days, seconds, micro), name)
+    if kind == "zone":
+        return zoneinfo.ZoneInfo(payload[1])
+    raise ValueError(f"unknown time zone payload {payload!r}")
+
+
+def _clock(value: datetime.datetime | datetime.time) -> list:
+    """The time-of-day part of a datetime or time: [hour, minute, second, microsecond, fold,
+    time zone], the end of both payloads."""
+    fields = [value.hour, value.minute, value.second, value.microsecond, value.fold]
+    return [*fields, _tz_payload(value.tzinfo)]
+
+
+@handler
+class _DateTime(Handler):
+    code = DATETIME
+    exact = (datetime.datetime,)
+
+    def encode(self, encoder: Encoder, obj: datetime.datetime) -> Any:
+        return encoder.ext(DATETIME, [obj.year, obj.month, obj.day, *_clock(obj)])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> datetime.datetime:
+        *parts, fold, tz = payload
+        return datetime.datetime(*parts, tzinfo=_tz_value(tz), fold=fold)
+
+
+@handler
+class _Date(Handler):
+    code = DATE
+    exact = (datetime.date,)
+
+    def encode(self, encoder: Encoder, obj: datetime.date) -> Any:
+        return encoder.ext(DATE, [obj.year, obj.month, obj.day])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> datetime.date:
+        return datetime.date(*payload)
+
+
+@handler
+class _Time(Handler):
+    code = TIME
+    exact = (datetime.time,)
+
+    def encode(self, encoder: Encoder, obj: datetime.time) -> Any:
+        return encoder.ext(TIME, _clock(obj))
+
+    def decode(self, decoder: _Decoder, payload: Any) -> datetime.time:
+        *parts, fold, tz = payload
+        return datetime.time(*parts, tzinfo=_tz_value(tz), fold=fold)
+
+
+@handler
+class _TimeDelta(Handler):
+    code = TIMEDELTA
+    exact = (datetime.timedelta,)
+
+    def encode(self, encoder: Encoder, obj: datetime.timedelta) -> Any:
+        return encoder.ext(TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> datetime.timedelta:
+        return datetime.timedelta(*payload)
+
+
+@handler
+class _UUID(Handler):
+    code = UUID
+    exact = (uuid.UUID,)
+
+    def encode(self, encoder: Encoder, obj: uuid.UUID) -> Any:
+        return encoder.ext(UUID, obj.bytes)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> uuid.UUID:
+        return uuid.UUID(bytes=payload)
+
+
+@handler
+class _Regex(Handler):
+    code = REGEX
+    exact = (re.Pattern,)
+
+    def encode(self, encoder: Encoder, obj: re.Pattern) -> Any:
+        return encoder.ext(REGEX, [obj.pattern, obj.flags])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> re.Pattern:
+        return re.compile(payload[0], payload[1])
+
+
+@handler
+class _Path(Handler):
+    code = PATH
+    kinds = (pathlib.PurePath,)
+
+    def encode(self, encoder: Encoder, obj: pathlib.PurePath) -> Any:
+        return encoder.ext(PATH, [encoder.path(type(obj)), str(obj)])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> pathlib.PurePath:
+        return decoder.resolve(payload[0])(payload[1])
+
+
+@handler
+class _Partial(Handler):
+    """Decoded as a `Partial`, which compares by value."""
+
+    code = PARTIAL
+    kinds = (functools.partial,)
+
+    def encode(self, encoder: Encoder, obj: functools.partial) -> Any:
+        return encoder.ext(PARTIAL, [obj.func, list(obj.args), obj.keywords])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Partial:
+        func, args, keywords = payload
+        return Partial(func, *args, **keywords)
+
+
+@handler
+class _Field(Handler):
+    """A field as its deconstruction, its class by import path (FIELD); an operation's own
+    field that its deconstruction does not rebuild, by origin (FIELD_ORIGIN, decoded below).
+
+    Fingerprinting, every field met is recorded in walk order (its ordinal) and the arguments
+    at the volatile positions are hashed as leaves; encoding a state, volatile arguments are
+    written by origin."""
+
+    code = FIELD
+    kinds = (models.Field,)
+
+    def encode(self, encoder: Encoder, obj: models.Field) -> Any:
+        _, path, args, kwargs = obj.deconstruct()
+        if encoder.fingerprint and encoder.recording:
+            kwargs = self._recorded(encoder, obj, kwargs)
+        elif encoder.index is not None:
+            kwargs = self._volatile_by_origin(encoder, obj, kwargs)
+        if encoder.fields_by_origin:
+            found = encoder.index.field_origins_of(obj)
+            # A field with volatile arguments too: a copy would hold them outside it.
+            by_origin = encoder.index.volatile_names(obj) or _unfaithful(obj, encoder.index)
+            if found is not None and by_origin:
+                where = [list(o) for o in found]
+                payload = [where, origins.type_name(obj), path, list(args), kwargs]
+                return encoder.ext(FIELD_ORIGIN, payload)
+        cls = self._field_class(encoder, type(obj), path)
+        return encoder.ext(FIELD, [cls, list(args), kwargs])
+
+    def decode(self, decoder: _Decoder, payload: Any) -> models.Field:
+        cls, args, kwargs = payload
+        return decoder.construct(cls, args, kwargs)
+
+    @staticmethod
+    def _recorded(encoder: Encoder, field: models.Field, kwargs: dict) -> dict:
+        """Fingerprinting: record `field` as the next field of the migration, and its
+        arguments at the volatile positions as leaves."""
+        leaves = encoder.leaves
+        names = encoder.volatile.get(len(leaves.fields), set()) & kwargs.keys()
+        leaves.fields.append(field)
+        if not names:
+            return kwargs
+        leaves.volatile[len(leaves.fields) - 1] = names
+        return {
+            name: encoder.leaf(value, origins.IMPORT_TIME, origins.type_name(value))
+            if name in names
+            else value
+            for name, value in kwargs.items()
+        }
+
+    @staticmethod
+    def _volatile_by_origin(encoder: Encoder, field: models.Field, kwargs: dict) -> dict:
+        """Encoding a state: the field's volatile arguments as their origin. A volatile value
+        anywhere else (a copy of the field) cannot be written: it would be this writer's."""
+        index = encoder.index
+        names = index.volatile_names(field)
+        if not names and not index.has_volatile:
+            return kwargs
+        result = {}
+        for name, value in kwargs.items():
+            if name in names:
+                found = encoder.origin(value)
+                if found is None:
+                    raise Uncacheable(f"{field!r}: {name} has no origin here")
+                result[name] = found
+            elif index.is_volatile(value):
+                raise Uncacheable(f"{field!r}: {name} is a value computed at import time")
+            else:
+                result[name] = value
+        return result
+
+    @staticmethod
+    def _field_class(encoder: Encoder, cls: type, path: str) -> Any:
+        """A field's class by import path. A class made by a factory, whose deconstruction
+        names that factory (django-cryptography's `encrypt(CharField(...))`), by the factory:
+        decoding calls it with the deconstruction's arguments, as loading the migration does
+        (verify() then checks that this gives the same class and deconstruction). Otherwise
+        by origin (Encoder.class_ref)."""
+        try:
+            return encoder.path(cls)
+        except Uncacheable:
+            pass
+        module, _, name = path.rpartition(".")
+        factory = getattr(sys.modules.get(module), name, None)  # imports nothing
+        if callable(factory) and not isinstance(factory, type):
+            try:
+                return encoder.path(factory)
+            except Uncacheable:
+                pass
+        return encoder.class_ref(cls)
+
+
+@handler
+class _FieldOrigin(Handler):
+    """An operation's own field (written by _Field): this process's object, if it still has
+    the deconstruction it was written with."""
+
+    code = FIELD_ORIGIN
+
+    def decode(self, decoder: _Decoder, payload: Any) -> models.Field:
+        index = decoder.loaded()
+        found, expected, path, args, kwargs = payload
+        live = index.resolve_field(found, expected)
+        # The operation's own field, unless something has changed it since (Django's
+        # RenameField mutates the fields that point at the renamed one): a miss.
+        if not _same(list(live.deconstruct()[1:]), [path, args, kwargs]):
+            raise origins.Unresolved(f"{found[0]!r} has another deconstruction here")
+        return live
+
+
+@handler
+class _Manager(Handler):
+    """A manager as its deconstruction, rebuilt exactly as ModelState.construct_managers
+    does."""
+
+    code = MANAGER
+    kinds = (BaseManager,)
+
+    def encode(self, encoder: Encoder, obj: BaseManager) -> Any:
+        try:
+            as_manager, manager_path, qs_path, args, kwargs = obj.deconstruct()
+        except ValueError as exc:
+            raise Uncacheable(str(exc))
+        if encoder.refs is not None:
+            encoder.refs.update(p for p in (manager_path, qs_path) if p)
+        payload = [as_manager, manager_path, qs_path, list(args or ()), kwargs or {}]
+        return encoder.ext(MANAGER, payload)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> BaseManager:
+        as_manager, manager_path, qs_path, args, kwargs = payload
+        if as_manager:
+            return decoder.resolve(qs_path).as_manager()
+        return decoder.resolve(manager_path)(*args, **kwargs)
+
+
+@handler
+class _Operation(Handler):
+    """Fingerprinting only: an operation as its class and constructor arguments. Anything else
+    with a `state_forwards` (or an operation without its arguments) goes on down the table."""
+
+    code = OPERATION
+
+    def accepts(self, encoder: Encoder, obj: Any) -> bool:
+        return (
+            encoder.fingerprint
+            and hasattr(obj, "state_forwards")
+            and compat.constructor_args(obj) is not None
+        )
+
+    def encode(self, encoder: Encoder, obj: Any) -> Any:
+        args, kwargs = compat.constructor_args(obj)
+        return encoder.ext(OPERATION, [encoder.class_ref(type(obj)), list(args), kwargs])
+
+
+@handler
+class _Ref(Handler):
+    """A class or function by import path (Encoder.ref)."""
+
+    code = REF
+    kinds = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+    def encode(self, encoder: Encoder, obj: Any) -> Any:
+        return encoder.ref(obj)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        return decoder.resolve(payload)
+
+
+@handler
+class _Deconstructed(Handler):
+    """Anything else with a `deconstruct()` (indexes, constraints, expressions, validators):
+    its class and its arguments."""
+
+    code = DECONSTRUCTED
+
+    def accepts(self, encoder: Encoder, obj: Any) -> bool:
+        return getattr(obj, "deconstruct", None) is not None
+
+    def encode(self, encoder: Encoder, obj: Any) -> Any:
+        try:
+            result = obj.deconstruct()
+        except Exception as exc:
+            raise Uncacheable(f"{obj!r}.deconstruct() failed: {exc}")
+        if not (isinstance(result, tuple) and len(result) == 3):
+            raise Uncacheable(f"{obj!r}.deconstruct() is not (path, args, kwargs)")
+        _, args, kwargs = result
+        t = type(obj)
+        payload = [encoder.class_ref(t), list(args), dict(kwargs)]
+        if encoder.fingerprint and t.__eq__ is object.__eq__:
+            # A decoded copy would never equal it: the state needs the object itself.
+            return encoder.leaf(obj, origins.NO_EQUALITY, payload)
+        return encoder.ext(DECONSTRUCTED, payload)
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        cls, args, kwargs = payload
+        return decoder.construct(cls, args, kwargs)
+
+
+@handler
+class _Origin(Handler):
+    """A value by origin (written by Encoder.origin): this process's own object. Fingerprints
+    hash leaves under this code too (Encoder.leaf), never decoded."""
+
+    code = ORIGIN
+
+    def decode(self, decoder: _Decoder, payload: Any) -> Any:
+        index = decoder.loaded()
+        found, expected = payload
+        return index.resolve(found, expected)
 
 
 _encoder = Encoder()
