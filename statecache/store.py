@@ -51,9 +51,12 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import filelock
 import xxhash
+
+if TYPE_CHECKING:
+    import filelock
 
 try:
     import fcntl
@@ -205,6 +208,8 @@ class FlockLock:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     os.close(fd)
+                    import filelock  # imported when needed: it costs a migrate ~10 ms
+
                     raise filelock.Timeout(self.lock_file)
                 if not waited and self._on_wait is not None:
                     self._on_wait()
@@ -432,6 +437,8 @@ class Store:
         self, path: Path, timeout: float, on_wait: Callable[[], None] | None
     ) -> FlockLock | filelock.FileLock:
         if fcntl is None:  # pragma: no cover - Windows
+            import filelock
+
             self._make_root()
             return filelock.FileLock(str(path), timeout=timeout, mode=self.file_mode)
         os.close(self._open_shared(path))  # raises OSError now, not inside `with`
