@@ -57,36 +57,30 @@ def fresh_render_order(state: ProjectState, apps) -> list[ModelKey]:
     return order
 
 
-def _changed(source: ProjectState, target: ProjectState) -> list[ModelKey]:
-    return [
+def _differing(source: ProjectState, target: ProjectState) -> set[ModelKey]:
+    """The models in both states whose state differs: a deconstruction of every field."""
+    return {
         key
-        for key in dict.fromkeys([*source.models, *target.models])
-        if key not in source.models
-        or key not in target.models
-        or source.models[key] != target.models[key]
-    ]
+        for key, model_state in source.models.items()
+        if key in target.models and model_state != target.models[key]
+    }
 
 
-def _over(target: ProjectState, rendered, changed: list[ModelKey], limit: float) -> bool:
-    """Whether re-rendering the changed models would pass `limit`, estimated on the pre-migrate
-    registry before it is cloned and stopping as soon as it does: on a project connected through
-    a heavily referenced model the first changed model decides it. A model that is gone is
-    counted by what is related to it: those of them that stay are re-rendered."""
+def _within(
+    target: ProjectState, rendered, keys: list[ModelKey], limit: float, seen: set[ModelKey]
+) -> bool:
+    """Add to `seen` what re-rendering `keys` (models of `target`) would re-render, estimated
+    on the pre-migrate registry before it is cloned; False as soon as that passes `limit` (on a
+    project connected through a heavily referenced model the first changed model decides it)."""
+    if len(seen) > limit:
+        return False
     compat.give_registry(target, rendered)
     try:
-        seen: set[ModelKey] = set()
-        for key in changed:
-            if key in target.models:
-                seen |= compat.reload_scope(target, key)
-            else:
-                try:
-                    related = compat.related_recursive(rendered, key)
-                except LookupError:
-                    continue
-                seen |= {other for other in related if other in target.models}
+        for key in keys:
+            seen |= compat.reload_scope(target, key)
             if len(seen) > limit:
-                return True
-        return False
+                return False
+        return True
     finally:
         compat.drop_registry(target)
 
@@ -99,24 +93,35 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
     if rendered is None or source.real_apps != target.real_apps:
         return None
     share = max_share()
-    registered = compat.registered_count(rendered)
+    weigh = share < 1  # 1: reuse it whatever it re-renders (the differential tests)
+    limit = share * compat.registered_count(rendered)
+    order = list(dict.fromkeys([*source.models, *target.models]))
     # The models added or gone first: telling them costs a set difference, where comparing the
     # others costs a deconstruction of every field of the project; on a project connected
-    # through a heavily referenced model one of them usually settles it.
-    added_or_gone = list(source.models.keys() ^ target.models.keys())
-    if share < 1 and _over(target, rendered, added_or_gone, share * registered):
-        return None
-    changed = _changed(source, target)
-    if share < 1 and _over(target, rendered, changed, share * registered):
-        return None
-    apps = compat.clone_registry(rendered)
-    gone = [key for key in changed if key not in target.models]
+    # through a heavily referenced model one of them usually settles it. What is related to a
+    # gone model and stays is re-rendered.
+    gone = [key for key in order if key not in target.models]
+    added = [key for key in order if key not in source.models]
     related: set[ModelKey] = set()
     for key in gone:
         try:
-            related |= compat.related_recursive(apps, key)
+            related |= compat.related_recursive(rendered, key)
         except LookupError:
             pass
+    seen = {key for key in related if key in target.models}
+    if weigh and not _within(target, rendered, added, limit, seen):
+        return None
+    differing = _differing(source, target)
+    if weigh and not _within(
+        target, rendered, [key for key in order if key in differing], limit, seen
+    ):
+        return None
+    changed = [
+        key
+        for key in order
+        if key in differing or key not in source.models or key not in target.models
+    ]
+    apps = compat.clone_registry(rendered)
     # What the gone models leave behind that no state model will render again: themselves and
     # the auto-created many-to-many models tied to them (an owner that stays is re-rendered
     # below, with its own).
@@ -135,7 +140,7 @@ def adopt(source: ProjectState, target: ProjectState) -> int | None:
         scope: set[ModelKey] = set()
         for key in reload:
             scope |= compat.reload_scope(target, key)
-        if share < 1 and len(scope) > share * registered:
+        if weigh and len(scope) > limit:
             compat.drop_registry(target)
             return None
         compat.rerender(target, scope)
