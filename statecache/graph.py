@@ -26,8 +26,7 @@ from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.loader import MigrationLoader
 
 from . import conf
-
-NodeKey = tuple[str, str]
+from .plans import NodeKey
 
 
 class Roots:
