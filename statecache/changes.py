@@ -1,32 +1,26 @@
-"""Which models of a state a migration may change, by name: what a delta snapshot re-encodes.
+"""Which models of a state a migration may change, by model key: what a delta snapshot re-encodes.
 
 A replay that starts from a stored snapshot stores the states after it as deltas: only the
 models a migration may have changed are encoded again (snapshots.Snapshots.save `changed`).
-Names are the snapshots' "app_label.model_name" strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.db.migrations.state import ProjectState
 
 from . import compat, operations
+from .operations import ModelKey
 
 
-def names(keys: Iterable[tuple[str, str]]) -> set[str]:
-    return {f"{app_label}.{model_name}" for app_label, model_name in keys}
-
-
-def before(migration, state: ProjectState) -> set[str] | None:
-    """Model names a migration may change, seen before it runs (None: any model)."""
+def before(migration, state: ProjectState) -> set[ModelKey] | None:
+    """The models a migration may change, seen before it runs (None: any model)."""
     scope = operations.migration_scope(migration)
     if scope is None:
         return None
-    return names(scope[0]) | rename_referrers(migration, state)
+    return set(scope[0]) | rename_referrers(migration, state)
 
 
-def rename_referrers(migration, state: ProjectState) -> set[str]:
+def rename_referrers(migration, state: ProjectState) -> set[ModelKey]:
     """Models that reference what a renaming operation names: renames repoint their fields.
 
     Called before and after the migration runs, to see the references under both names. This
@@ -35,7 +29,7 @@ def rename_referrers(migration, state: ProjectState) -> set[str]:
     end once relations exist), and so the column order of rebuilt tables.
     """
     scope = operations.migration_scope(migration)
-    found: set[tuple[str, str]] = set()
+    found: set[ModelKey] = set()
     for key in scope[1] if scope else ():
         found.update(compat.references(state, key))
-    return names(found)
+    return found

@@ -16,6 +16,7 @@ from django.db.migrations.state import ProjectState
 
 from . import changes, volatile
 from .keys import PlanKeys
+from .operations import ModelKey
 from .snapshots import Snapshot, Snapshots, current
 
 logger = logging.getLogger("statecache")
@@ -112,8 +113,8 @@ class StatePlan:
         start: int,
         end: int,
         mask: Sequence[bool],
-        changed: set[str] | None,
-    ) -> set[str] | None:
+        changed: set[ModelKey] | None,
+    ) -> set[ModelKey] | None:
         """Apply the masked migrations start..end-1 to `state` (Django's mutate_state, no
         rendering); return the names of the models that may have changed since `changed`
         started (None: any of them)."""
@@ -147,7 +148,7 @@ class StatePlan:
         # The stored snapshot `current` started from, and what changed since: a miss is then
         # stored as a small delta, encoding only the models the replay touched.
         base: Snapshot | None = None
-        changed: set[str] | None = None
+        changed: set[ModelKey] | None = None
         for p in sorted(set(positions)):
             started = time.perf_counter()
             key = keys[p]
@@ -207,7 +208,7 @@ class StatePlan:
             return counts
         start, state, cost, base = self._nearest_cached(keys, missing[0])
         missing_set = set(missing)
-        changed: set[str] | None = set() if base is not None else None
+        changed: set[ModelKey] | None = set() if base is not None else None
         for p in range(start, len(keys)):
             if p in missing_set:
                 snapshot = self.save(keys[p], state, cost=cost, base=base, changed=changed)

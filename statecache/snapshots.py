@@ -1,7 +1,8 @@
 """Whole ProjectStates in the store: one manifest per state, one blob per ModelState.
 
 A manifest lists (model key, blob hash) in the order of `ProjectState.models` (the order models
-are rendered in, which decides for instance the order in which content types are created). It is
+are rendered in, which decides for instance the order in which content types are created),
+each model key written as its "app_label.model_name" name (neither part holds a dot). It is
 either complete or a delta on a base manifest (changed and added entries, removed keys); a chain
 of deltas is cut by a complete manifest every MAX_DEPTH links, as git limits its delta chains.
 States that share models share their blobs, so thousands of snapshots cost little more than the
@@ -21,6 +22,7 @@ from django.db.migrations.state import ModelState, ProjectState
 from django.db.models import Field
 
 from . import codec, conf, origins
+from .operations import ModelKey
 from .store import BLOB, MANIFEST, Store, object_hash
 
 logger = logging.getLogger("statecache")
@@ -28,11 +30,24 @@ logger = logging.getLogger("statecache")
 MAX_DEPTH = 32
 # Decoded models kept per process (Snapshots._decoded): far more than the models of a project.
 MAX_DECODED = 20_000
-Entries = dict[str, bytes]  # "app_label.model_name" -> blob hash, in model order
+Entries = dict[ModelKey, bytes]  # (app_label, model_name) -> blob hash, in model order
 
 
-def model_key(state: ModelState) -> str:
-    return f"{state.app_label}.{state.name_lower}"
+def model_key(state: ModelState) -> ModelKey:
+    return state.app_label, state.name_lower
+
+
+def name_of(key: ModelKey) -> str:
+    """A model key as manifests and messages write it: "app_label.model_name"."""
+    return f"{key[0]}.{key[1]}"
+
+
+def key_of(name: str) -> ModelKey:
+    """The model key a manifest names (ValueError if it names none)."""
+    app_label, dot, model_name = name.partition(".")
+    if not (app_label and dot and model_name) or "." in model_name:
+        raise ValueError(f"not a model name: {name!r}")
+    return app_label, model_name
 
 
 @dataclass
@@ -53,7 +68,7 @@ class Failure:
     """Why the last `save` stored nothing."""
 
     kind: str  # "uncacheable" or "unwritten"
-    model: str | None  # "app_label.model_name", for an uncacheable model
+    model: str | None  # the name of an uncacheable model
     reason: str
 
 
@@ -112,6 +127,8 @@ class Snapshots:
                 return None
             try:
                 base, link_depth, updates, removed = msgpack.unpackb(payload, raw=False)
+                updates = [(key_of(name), blob) for name, blob in updates]
+                removed = [key_of(name) for name in removed]
             except Exception:
                 self.store.warn_once(
                     "manifest", "statecache: unreadable manifest %s", current.hex()
@@ -156,16 +173,18 @@ class Snapshots:
             added = [key for key in entries if key not in base.entries]
             if list(entries) == survivors + added:
                 updates = [
-                    [key, blob] for key, blob in entries.items() if base.entries.get(key) != blob
+                    [name_of(key), blob]
+                    for key, blob in entries.items()
+                    if base.entries.get(key) != blob
                 ]
-                removed = sorted(set(base.entries) - set(entries))
+                removed = sorted(name_of(key) for key in set(base.entries) - set(entries))
                 payload = msgpack.packb(
                     [base.digest, base.depth + 1, updates, removed], use_bin_type=True
                 )
                 depth = base.depth + 1
                 return self._put_manifest(payload, entries, depth)
         payload = msgpack.packb(
-            [None, 0, [[k, b] for k, b in entries.items()], []], use_bin_type=True
+            [None, 0, [[name_of(k), b] for k, b in entries.items()], []], use_bin_type=True
         )
         return self._put_manifest(payload, entries, 0)
 
@@ -196,7 +215,7 @@ class Snapshots:
         return stored  # None: not written (save() records that as the failure)
 
     def _uncacheable(self, state: ModelState, exc: Exception) -> None:
-        name = model_key(state)
+        name = name_of(model_key(state))
         self.failure = Failure("uncacheable", name, str(exc))
         if name not in self.uncacheable_models:
             self.uncacheable_models[name] = str(exc)
@@ -211,7 +230,7 @@ class Snapshots:
         *,
         cost: float = 0.0,
         base: Snapshot | None = None,
-        changed: set[str] | None = None,
+        changed: set[ModelKey] | None = None,
         index: origins.Index | None = None,
     ) -> Snapshot | None:
         """Store `state` under `key`. With `base` and `changed`, only the models named in
@@ -237,20 +256,19 @@ class Snapshots:
         state: ProjectState,
         cost: float,
         base: Snapshot | None,
-        changed: set[str] | None,
+        changed: set[ModelKey] | None,
         index: origins.Index | None,
     ) -> Snapshot | None:
         entries: Entries = {}
-        for (app_label, model_name), model_state in state.models.items():
-            name = f"{app_label}.{model_name}"
+        for model, model_state in state.models.items():
             blob = None
-            if base is not None and changed is not None and name not in changed:
-                blob = base.entries.get(name)
+            if base is not None and changed is not None and model not in changed:
+                blob = base.entries.get(model)
             if blob is None:
                 blob = self.put_model(model_state, index)
                 if blob is None:
                     return None
-            entries[name] = blob
+            entries[model] = blob
         snapshot = self.write_manifest(entries, base)
         if snapshot is None:
             return None
@@ -271,7 +289,8 @@ class Snapshots:
         if resolved is None:
             return None
         models = {}
-        for name, blob in resolved[0].items():
+        for model, blob in resolved[0].items():
+            name = name_of(model)
             try:
                 model_state = self._decode(blob, index)
                 if model_state is None:
@@ -298,10 +317,10 @@ class Snapshots:
                     "decode", "statecache: cannot decode %s (%s): treating as a miss", name, exc
                 )
                 return None
-            if model_key(model_state) != name:
+            if model_key(model_state) != model:
                 self.store.warn_once("misnamed", "statecache: blob %s is not %s", blob.hex(), name)
                 return None
-            models[(model_state.app_label, model_state.name_lower)] = model_state
+            models[model] = model_state
         self.store.touch_ref(key)
         return ProjectState(models=models, real_apps=set(real_apps)), cost
 
