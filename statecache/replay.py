@@ -116,7 +116,7 @@ class StatePlan:
         changed: set[ModelKey] | None,
     ) -> set[ModelKey] | None:
         """Apply the masked migrations start..end-1 to `state` (Django's mutate_state, no
-        rendering); return the names of the models that may have changed since `changed`
+        rendering); return the keys of the models that may have changed since `changed`
         started (None: any of them)."""
         for i in range(start, end):
             if not mask[i]:
